@@ -1,0 +1,13 @@
+//! # weft-engine — the engine layer
+//!
+//! Owns the meaning of a workflow: the Argo model ([`model`]), the pure state
+//! machine that turns events into actions ([`machine`]), validation ([`lint`]),
+//! and the runtime loop that persists state and carries actions out through
+//! ports ([`runtime`]).
+//!
+//! May depend on: `weft-expr` and plain libraries. Must not depend on the
+//! persistence, drivers or interaction layers: they depend on this crate and
+//! implement its ports ([`runtime::StepDriver`], [`runtime::StateStore`]).
+
+pub mod runtime;
+pub mod model;
