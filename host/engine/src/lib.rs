@@ -10,4 +10,5 @@
 //! implement its ports ([`runtime::StepDriver`], [`runtime::StateStore`]).
 
 pub mod runtime;
+pub mod machine;
 pub mod model;
