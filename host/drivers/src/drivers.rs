@@ -1,0 +1,387 @@
+//! The registry of loaded plugins and the engine's `StepDriver` port.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tracing::Instrument;
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
+use weft_bindings::driver::DriverPluginPre;
+use weft_bindings::driver::weft::plugin::types::{Outcome, Phase, PollResult, StepContext};
+use weft_engine::runtime::{
+    DriverError, DriverPoll, EventNotifier, LogSink, OutcomePhase, StepDriver, StepOutcome, StepRequest,
+};
+
+use crate::config::{Grants, PluginConfig, PluginInfo, PluginKind, PluginSource};
+use crate::error::DriverLoadError;
+use crate::host::{self, Capabilities};
+use crate::runtime::{self, BUDGET_EXCEEDED, CallInfo, HostState, LoadPath, TickerGuard};
+use crate::sandbox::ProcessManager;
+use crate::sandbox::manager::StepKey;
+
+/// Options of the drivers layer (one `*Options` struct per subsystem).
+#[derive(Debug, Clone)]
+pub struct DriverOptions {
+    /// Compiled components (`.cwasm`) are cached here.
+    pub cache_dir: PathBuf,
+    /// Per-step private directories live under it: `<work_dir>/<wf-uid>/<node-id>-<attempt>/root`.
+    pub work_dir: PathBuf,
+    /// Plugins loaded from files, in addition to the embedded ones.
+    pub plugins: Vec<PluginConfig>,
+    /// CPU time a plugin may use per call (counted in 10 ms epoch ticks).
+    pub cpu_budget: Duration,
+    /// Linear-memory cap of a plugin instance.
+    pub memory_limit_bytes: usize,
+    /// Keep step directories after a step is released (debugging).
+    pub keep_step_dirs: bool,
+}
+
+impl DriverOptions {
+    /// Defaults: 2 s CPU per call, 256 MiB of memory, no configured plugins.
+    pub fn new(cache_dir: impl Into<PathBuf>, work_dir: impl Into<PathBuf>) -> Self {
+        DriverOptions {
+            cache_dir: cache_dir.into(),
+            work_dir: work_dir.into(),
+            plugins: Vec::new(),
+            cpu_budget: Duration::from_secs(2),
+            memory_limit_bytes: 256 << 20,
+            keep_step_dirs: false,
+        }
+    }
+}
+
+/// A loaded plugin ready to instantiate.
+struct Plugin {
+    info: PluginInfo,
+    name: Arc<str>,
+    grants: Arc<Grants>,
+    config_json: String,
+    pre: Pre,
+}
+
+enum Pre {
+    Driver(DriverPluginPre<HostState>),
+    /// Loaded and type-checked against its world; not routable as a driver.
+    Other,
+}
+
+struct Inner {
+    engine: Engine,
+    _ticker: TickerGuard,
+    caps: Arc<Capabilities>,
+    plugins: HashMap<String, Arc<Plugin>>,
+    cpu_budget: Duration,
+    memory_limit: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.caps.processes.kill_all();
+    }
+}
+
+/// The drivers layer: a registry of Wasm plugins behind the engine's `StepDriver`
+/// port. Cheap to clone.
+#[derive(Clone)]
+pub struct Drivers {
+    inner: Arc<Inner>,
+}
+
+fn linker_for(engine: &Engine, kind: PluginKind) -> wasmtime::Result<Linker<HostState>> {
+    let mut l = Linker::new(engine);
+    match kind {
+        PluginKind::Driver => host::add_driver_world(&mut l)?,
+        PluginKind::Step => host::add_step_world(&mut l)?,
+        PluginKind::Artifact => host::add_artifact_world(&mut l)?,
+        PluginKind::Executor => host::add_executor_world(&mut l)?,
+    }
+    Ok(l)
+}
+
+impl Drivers {
+    /// Load the embedded plugins and every configured one (compiling or loading
+    /// from the cache), and start the process sandbox.
+    pub async fn new(
+        opts: DriverOptions,
+        logs: Arc<dyn LogSink>,
+        notifier: Arc<dyn EventNotifier>,
+    ) -> Result<Drivers, DriverLoadError> {
+        let (engine, ticker) = runtime::engine(opts.memory_limit_bytes)?;
+        let caps = Arc::new(Capabilities {
+            processes: ProcessManager::new(opts.work_dir.clone(), opts.keep_step_dirs, logs.clone(), notifier.clone()),
+            logs,
+            notifier,
+        });
+        let mut specs: Vec<(String, PluginKind, Vec<u8>, PluginSource, Grants, serde_json::Value)> = Vec::new();
+        for (name, bytes) in crate::embedded::EMBEDDED {
+            if opts.plugins.iter().any(|p| p.name == *name) {
+                continue; // replaced by configuration
+            }
+            let grants = Grants { process: *name == "local", ..Grants::default() };
+            specs.push((name.to_string(), PluginKind::Driver, bytes.to_vec(), PluginSource::Embedded, grants, serde_json::Value::Null));
+        }
+        for p in &opts.plugins {
+            if specs.iter().any(|s| s.0 == p.name) {
+                return Err(DriverLoadError::Duplicate(p.name.clone()));
+            }
+            let bytes = std::fs::read(&p.path).map_err(|source| DriverLoadError::Read {
+                name: p.name.clone(),
+                path: p.path.clone(),
+                source,
+            })?;
+            specs.push((p.name.clone(), p.kind, bytes, PluginSource::Path(p.path.clone()), p.grants.clone(), p.config.clone()));
+        }
+
+        let mut plugins = HashMap::new();
+        for (name, kind, bytes, source, grants, config) in specs {
+            let t0 = Instant::now();
+            let (component, sha256, how) = {
+                let (engine, cache, name) = (engine.clone(), opts.cache_dir.clone(), name.clone());
+                tokio::task::spawn_blocking(move || runtime::load_component(&engine, &cache, &name, &bytes))
+                    .await
+                    .map_err(|e| DriverLoadError::Engine(e.to_string()))??
+            };
+            let invalid = |e: wasmtime::Error| DriverLoadError::Invalid {
+                name: name.clone(),
+                message: format!("does not fit world {}: {e:#}", kind.world()),
+            };
+            let linker = linker_for(&engine, kind).map_err(invalid)?;
+            let inst_pre = linker.instantiate_pre(&component).map_err(invalid)?;
+            let mut info = PluginInfo {
+                name: name.clone(),
+                kind,
+                world: kind.world().to_string(),
+                version: "unknown".into(),
+                description: String::new(),
+                source,
+                grants: grants.clone(),
+                sha256,
+            };
+            let pre = match kind {
+                PluginKind::Driver => Pre::Driver(DriverPluginPre::new(inst_pre).map_err(invalid)?),
+                PluginKind::Step => {
+                    weft_bindings::step::StepComponentPre::new(inst_pre).map_err(invalid)?;
+                    Pre::Other
+                }
+                PluginKind::Artifact => {
+                    weft_bindings::artifact::ArtifactPluginPre::new(inst_pre).map_err(invalid)?;
+                    Pre::Other
+                }
+                PluginKind::Executor => {
+                    weft_bindings::executor::ExecutorPluginPre::new(inst_pre).map_err(invalid)?;
+                    Pre::Other
+                }
+            };
+            let plugin = Plugin {
+                name: name.as_str().into(),
+                grants: Arc::new(grants),
+                config_json: config.to_string(),
+                info: info.clone(),
+                pre,
+            };
+            if let Pre::Driver(pre) = &plugin.pre {
+                let mut store = runtime::new_store(
+                    &engine,
+                    CallInfo { plugin: plugin.name.clone(), grants: plugin.grants.clone(), step: None },
+                    caps.clone(),
+                    opts.cpu_budget,
+                    opts.memory_limit_bytes,
+                );
+                let meta = async {
+                    let b = pre.instantiate_async(&mut store).await?;
+                    b.weft_plugin_driver().call_describe(&mut store).await
+                }
+                .await
+                .map_err(|e| DriverLoadError::Invalid { name: name.clone(), message: format!("describe() failed: {e:#}") })?;
+                info.version = meta.version;
+                info.description = meta.description;
+            }
+            tracing::info!(plugin = %name, kind = ?kind, load = ?how, elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "plugin loaded");
+            let _ = LoadPath::Cached;
+            plugins.insert(name, Arc::new(Plugin { info, ..plugin }));
+        }
+        Ok(Drivers {
+            inner: Arc::new(Inner {
+                engine,
+                _ticker: ticker,
+                caps,
+                plugins,
+                cpu_budget: opts.cpu_budget,
+                memory_limit: opts.memory_limit_bytes,
+            }),
+        })
+    }
+
+    /// Every loaded plugin, sorted by name (for `weft plugin list/inspect`).
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let mut v: Vec<PluginInfo> = self.inner.plugins.values().map(|p| p.info.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn driver(&self, name: &str) -> Result<(&Arc<Plugin>, &DriverPluginPre<HostState>), DriverError> {
+        let p = self.inner.plugins.get(name).ok_or_else(|| {
+            let mut known: Vec<&str> = self.inner.plugins.keys().map(|s| s.as_str()).collect();
+            known.sort();
+            DriverError::new(format!("no driver plugin named '{name}' (loaded: {})", known.join(", ")))
+        })?;
+        match &p.pre {
+            Pre::Driver(pre) => Ok((p, pre)),
+            Pre::Other => Err(DriverError::new(format!(
+                "plugin '{name}' implements {}, not a driver",
+                p.info.world
+            ))),
+        }
+    }
+
+    async fn call(&self, req: &StepRequest, op: Op<'_>) -> Result<Option<PollResult>, DriverError> {
+        let (plugin, pre) = self.driver(&req.driver)?;
+        let step = StepKey { workflow_uid: req.workflow_uid.clone(), node_id: req.node_id.clone(), attempt: req.attempt };
+        let mut store = runtime::new_store(
+            &self.inner.engine,
+            CallInfo { plugin: plugin.name.clone(), grants: plugin.grants.clone(), step: Some(step) },
+            self.inner.caps.clone(),
+            self.inner.cpu_budget,
+            self.inner.memory_limit,
+        );
+        let ctx = StepContext {
+            workflow: req.workflow.clone(),
+            namespace: req.namespace.clone(),
+            workflow_uid: req.workflow_uid.clone(),
+            node_id: req.node_id.clone(),
+            node_name: req.node_name.clone(),
+            attempt: req.attempt,
+            template: req.template.to_string(),
+            config: plugin.config_json.clone(),
+        };
+        let span = tracing::info_span!(
+            "plugin_call",
+            plugin = %plugin.name,
+            op = op.name(),
+            workflow = %req.workflow,
+            node_id = %req.node_id,
+            attempt = req.attempt
+        );
+        let res = run_op(pre, &mut store, &ctx, &op).instrument(span).await;
+        match res {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(msg)) => Err(DriverError::new(format!("plugin '{}' {}: {msg}", plugin.name, op.name()))),
+            Err(e) => Err(DriverError::new(describe_failure(&plugin.name, op.name(), &e, &store, self.inner.cpu_budget))),
+        }
+    }
+}
+
+enum Op<'a> {
+    Start,
+    Poll(&'a [u8]),
+    Cancel(&'a [u8]),
+}
+
+impl Op<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Start => "start",
+            Op::Poll(_) => "poll",
+            Op::Cancel(_) => "cancel",
+        }
+    }
+}
+
+/// Instantiate fresh and call; outer error = trap, inner = plugin-error message.
+async fn run_op(
+    pre: &DriverPluginPre<HostState>,
+    store: &mut Store<HostState>,
+    ctx: &StepContext,
+    op: &Op<'_>,
+) -> wasmtime::Result<Result<Option<PollResult>, String>> {
+    let b = pre.instantiate_async(&mut *store).await?;
+    let d = b.weft_plugin_driver();
+    Ok(match op {
+        Op::Start => d.call_start(&mut *store, ctx).await?.map(Some),
+        Op::Poll(s) => d.call_poll(&mut *store, ctx, s).await?.map(Some),
+        Op::Cancel(s) => d.call_cancel(&mut *store, ctx, s).await?.map(|_| None),
+    }
+    .map_err(|e| e.message))
+}
+
+/// A clear message for a trapped call: which plugin, what happened, its stderr.
+fn describe_failure(plugin: &str, op: &str, e: &wasmtime::Error, store: &Store<HostState>, budget: Duration) -> String {
+    let full = format!("{e:#}");
+    let reason = if full.contains(BUDGET_EXCEEDED) {
+        format!("exceeded its CPU budget of {budget:?} per call (runaway loop?)")
+    } else if full.contains("growing memory") || full.contains("memory") && full.contains("limit") {
+        format!("ran out of memory (limit {} MiB): {}", store.data().limits_mib(), first_line(&full))
+    } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        format!("trapped: {trap}")
+    } else {
+        first_line(&full).to_string()
+    };
+    let stderr = store.data().stderr.contents();
+    let stderr = String::from_utf8_lossy(&stderr);
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        format!("plugin '{plugin}' failed in {op}: {reason}")
+    } else {
+        format!("plugin '{plugin}' failed in {op}: {reason}; plugin stderr: {stderr}")
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+impl HostState {
+    fn limits_mib(&self) -> usize {
+        self.mem_limit >> 20
+    }
+}
+
+fn to_outcome(o: Outcome) -> StepOutcome {
+    StepOutcome {
+        phase: match o.phase {
+            Phase::Succeeded => OutcomePhase::Succeeded,
+            Phase::Failed => OutcomePhase::Failed,
+            Phase::Error => OutcomePhase::Error,
+        },
+        message: o.message,
+        exit_code: o.exit_code,
+        result: o.result,
+        parameters: o.parameters,
+        artifacts: o
+            .artifacts
+            .into_iter()
+            .map(|a| serde_json::from_str(&a).unwrap_or(serde_json::Value::String(a)))
+            .collect(),
+    }
+}
+
+fn to_poll(r: PollResult) -> DriverPoll {
+    match r {
+        PollResult::Pending(w) => DriverPoll::Pending {
+            state: w.state,
+            wake_after: w.after_ms.map(Duration::from_millis),
+            event_key: w.event_key,
+        },
+        PollResult::Done(o) => DriverPoll::Done(to_outcome(o)),
+    }
+}
+
+#[async_trait]
+impl StepDriver for Drivers {
+    async fn start(&self, req: &StepRequest) -> Result<DriverPoll, DriverError> {
+        let r = self.call(req, Op::Start).await?;
+        Ok(to_poll(r.expect("start returns a poll result")))
+    }
+
+    async fn poll(&self, req: &StepRequest, state: &[u8]) -> Result<DriverPoll, DriverError> {
+        let r = self.call(req, Op::Poll(state)).await?;
+        Ok(to_poll(r.expect("poll returns a poll result")))
+    }
+
+    async fn cancel(&self, req: &StepRequest, state: &[u8]) -> Result<(), DriverError> {
+        self.call(req, Op::Cancel(state)).await.map(|_| ())
+    }
+}

@@ -1,0 +1,385 @@
+//! The table of step processes behind the `process` capability.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use weft_engine::runtime::{EventNotifier, LogLine, LogSink, LogStream};
+
+use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, SpawnRequest, Spawner};
+
+/// `outputs.result` keeps the last 256 KiB of stdout.
+pub const STDOUT_TAIL_BYTES: usize = 256 * 1024;
+/// How long to wait for stdout/stderr to close after the main process exits
+/// (background children may hold them open); then the process group is killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Which step attempt a process belongs to.
+#[derive(Debug, Clone)]
+pub struct StepKey {
+    pub workflow_uid: String,
+    pub node_id: String,
+    pub attempt: u32,
+}
+
+/// A file written into the root before spawn.
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub files: Vec<FileSpec>,
+}
+
+/// Where a process is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessState {
+    Running,
+    Exited(i32),
+    Signaled(i32),
+    FailedToStart(String),
+}
+
+struct Entry {
+    step_dir: PathBuf,
+    root: PathBuf,
+    pid: Option<i32>,
+    state: Mutex<ProcessState>,
+    tail: Mutex<VecDeque<u8>>,
+}
+
+/// Errors of the process table (mapped to `capability-error` by the host glue).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("unknown process id '{0}'")]
+    Unknown(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Owns every step process of one `Drivers`.
+pub struct ProcessManager {
+    work_dir: PathBuf,
+    keep_dirs: bool,
+    spawner: Spawner,
+    logs: Arc<dyn LogSink>,
+    notifier: Arc<dyn EventNotifier>,
+    table: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+/// Keep ids and directory names to a safe alphabet.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// Join an absolute in-sandbox path onto `root`, rejecting `..`.
+fn join_inside(root: &Path, path: &str) -> Result<PathBuf, ProcessError> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(ProcessError::Invalid(format!("path '{path}' escapes the step root")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ProcessManager {
+    pub fn new(
+        work_dir: PathBuf,
+        keep_dirs: bool,
+        logs: Arc<dyn LogSink>,
+        notifier: Arc<dyn EventNotifier>,
+    ) -> ProcessManager {
+        ProcessManager {
+            work_dir,
+            keep_dirs,
+            spawner: Spawner::start(),
+            logs,
+            notifier,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The deterministic id of a step attempt's process.
+    pub fn process_id(step: &StepKey, name: &str) -> String {
+        format!(
+            "{}/{}-{}/{}",
+            sanitize(&step.workflow_uid),
+            sanitize(&step.node_id),
+            step.attempt,
+            sanitize(name)
+        )
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<Entry>, ProcessError> {
+        self.table
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ProcessError::Unknown(id.to_string()))
+    }
+
+    /// Spawn (or adopt) the process of `step` named `spec.name`.
+    pub async fn spawn(&self, step: &StepKey, spec: ProcessSpec) -> Result<String, ProcessError> {
+        let id = Self::process_id(step, &spec.name);
+        if self.table.lock().unwrap().contains_key(&id) {
+            return Ok(id);
+        }
+        if spec.argv.is_empty() {
+            return Err(ProcessError::Invalid("empty argv".into()));
+        }
+        let step_dir = self
+            .work_dir
+            .join(sanitize(&step.workflow_uid))
+            .join(format!("{}-{}", sanitize(&step.node_id), step.attempt));
+        let root = step_dir.join("root");
+        let working_dir = spec.working_dir.clone().unwrap_or_else(|| "/".into());
+        let prep = {
+            let root = root.clone();
+            let files = spec.files.clone();
+            let wd = working_dir.clone();
+            tokio::task::spawn_blocking(move || prepare_root(&root, &files, &wd))
+                .await
+                .map_err(|e| ProcessError::Failed(e.to_string()))?
+        };
+        prep.map_err(|e| ProcessError::Failed(format!("preparing the step root: {e}")))?;
+
+        let req = SpawnRequest {
+            root: root.clone(),
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            working_dir,
+            hostname: sanitize(&step.node_id),
+        };
+        let spawned = self.spawner.spawn(req).await;
+        let entry = Arc::new(Entry {
+            step_dir,
+            root,
+            pid: spawned.as_ref().ok().map(|s| s.child.id() as i32),
+            state: Mutex::new(ProcessState::Running),
+            tail: Mutex::new(VecDeque::new()),
+        });
+        {
+            let mut t = self.table.lock().unwrap();
+            if t.contains_key(&id) {
+                // Lost a race with a concurrent spawn of the same id: adopt it, kill ours.
+                if let Ok(mut s) = spawned {
+                    let _ = s.child.kill();
+                }
+                return Ok(id);
+            }
+            t.insert(id.clone(), entry.clone());
+        }
+        match spawned {
+            Err(msg) => {
+                *entry.state.lock().unwrap() = ProcessState::FailedToStart(msg.clone());
+                self.notifier.notify(&format!("process:{id}"));
+                Err(ProcessError::Failed(msg))
+            }
+            Ok(s) => {
+                self.watch(id.clone(), step.clone(), entry, s.child);
+                Ok(id)
+            }
+        }
+    }
+
+    /// Capture output, wait for exit, record the status, notify.
+    fn watch(&self, id: String, step: StepKey, entry: Arc<Entry>, mut child: std::process::Child) {
+        let stdout = child.stdout.take().and_then(|s| tokio::process::ChildStdout::from_std(s).ok());
+        let stderr = child.stderr.take().and_then(|s| tokio::process::ChildStderr::from_std(s).ok());
+        let logs = self.logs.clone();
+        let notifier = self.notifier.clone();
+        let out_task = stdout.map(|s| {
+            tokio::spawn(pump(s, LogStream::Stdout, step.clone(), logs.clone(), Some(entry.clone())))
+        });
+        let err_task = stderr.map(|s| tokio::spawn(pump(s, LogStream::Stderr, step.clone(), logs.clone(), None)));
+        let pid = child.id() as i32;
+        tokio::spawn(async move {
+            let status = tokio::task::spawn_blocking(move || child.wait()).await;
+            for t in [out_task, err_task].into_iter().flatten() {
+                if tokio::time::timeout(DRAIN_GRACE, t).await.is_err() {
+                    // Background children keep the pipes open: kill the group.
+                    // SAFETY: plain kill(2).
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+            }
+            let state = match status {
+                Ok(Ok(st)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (st.code(), st.signal()) {
+                        (Some(c), _) => ProcessState::Exited(c),
+                        (None, Some(s)) => ProcessState::Signaled(s),
+                        _ => ProcessState::Exited(-1),
+                    }
+                }
+                Ok(Err(e)) => ProcessState::FailedToStart(format!("waiting for the process: {e}")),
+                Err(e) => ProcessState::FailedToStart(format!("waiting for the process: {e}")),
+            };
+            tracing::debug!(process = %id, ?state, "step process ended");
+            *entry.state.lock().unwrap() = state;
+            notifier.notify(&format!("process:{id}"));
+        });
+    }
+
+    pub fn status(&self, id: &str) -> Result<ProcessState, ProcessError> {
+        Ok(self.entry(id)?.state.lock().unwrap().clone())
+    }
+
+    pub fn stdout_tail(&self, id: &str, max: usize) -> Result<String, ProcessError> {
+        let e = self.entry(id)?;
+        let tail = e.tail.lock().unwrap();
+        let max = max.min(STDOUT_TAIL_BYTES);
+        let skip = tail.len().saturating_sub(max);
+        let bytes: Vec<u8> = tail.iter().skip(skip).copied().collect();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Read a file of the step's root; `None` if missing.
+    pub fn read_file(&self, id: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>, ProcessError> {
+        let e = self.entry(id)?;
+        let joined = join_inside(&e.root, path)?;
+        let canon_root = e.root.canonicalize().map_err(|e| ProcessError::Failed(e.to_string()))?;
+        let canon = match joined.canonicalize() {
+            Ok(c) => c,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(ProcessError::Failed(format!("{path}: {err}"))),
+        };
+        if !canon.starts_with(&canon_root) {
+            return Err(ProcessError::Invalid(format!("'{path}' points outside the step root")));
+        }
+        let meta = std::fs::metadata(&canon).map_err(|e| ProcessError::Failed(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(ProcessError::Invalid(format!("'{path}' is not a regular file")));
+        }
+        if meta.len() > max {
+            return Err(ProcessError::Invalid(format!("'{path}' is {} bytes, over the {max}-byte cap", meta.len())));
+        }
+        std::fs::read(&canon).map(Some).map_err(|e| ProcessError::Failed(e.to_string()))
+    }
+
+    pub fn kill(&self, id: &str) -> Result<(), ProcessError> {
+        let e = self.entry(id)?;
+        if let (Some(pid), ProcessState::Running) = (e.pid, e.state.lock().unwrap().clone()) {
+            // SAFETY: plain kill(2) of the process group we created, then the leader.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget a process and delete its step directory (unless `keep_step_dirs`).
+    pub fn release(&self, id: &str) -> Result<(), ProcessError> {
+        let e = self.entry(id)?;
+        if *e.state.lock().unwrap() == ProcessState::Running {
+            return Err(ProcessError::Invalid(format!("process '{id}' is still running; kill it first")));
+        }
+        self.table.lock().unwrap().remove(id);
+        if !self.keep_dirs {
+            let dir = e.step_dir.clone();
+            std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(dir);
+            });
+        }
+        Ok(())
+    }
+
+    /// Kill every running process (shutdown).
+    pub fn kill_all(&self) {
+        let ids: Vec<String> = self.table.lock().unwrap().keys().cloned().collect();
+        for id in ids {
+            let _ = self.kill(&id);
+        }
+    }
+}
+
+/// Create the root's skeleton, the requested files and the working directory.
+fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(root)?;
+    for d in ROOT_DIRS {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    for (link, target) in ROOT_SYMLINKS {
+        let l = root.join(link);
+        if l.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(target, &l)?;
+        }
+    }
+    for f in files {
+        let p = join_inside(root, &f.path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, &f.contents)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode & 0o7777))?;
+    }
+    let wd = join_inside(root, working_dir).map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::create_dir_all(wd)?;
+    Ok(())
+}
+
+/// Forward one stream line by line to the log sink; keep the stdout tail.
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    which: LogStream,
+    step: StepKey,
+    logs: Arc<dyn LogSink>,
+    tail: Option<Arc<Entry>>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if let Some(e) = &tail {
+            let mut t = e.tail.lock().unwrap();
+            t.extend(buf.iter().copied());
+            let over = t.len().saturating_sub(STDOUT_TAIL_BYTES);
+            t.drain(..over);
+        }
+        let line = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned();
+        logs.append(LogLine {
+            workflow_uid: step.workflow_uid.clone(),
+            node_id: step.node_id.clone(),
+            attempt: step.attempt,
+            stream: which,
+            ts_ms: now_ms(),
+            line,
+        });
+    }
+}

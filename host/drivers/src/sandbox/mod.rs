@@ -1,0 +1,13 @@
+//! The sandbox the `process` capability runs steps in (Linux namespaces, no helper binary).
+//!
+//! - [`spawn`]: one process in a private root: a mount namespace (plus IPC and
+//!   UTS, and a user namespace when not root), host `/usr`, `/etc`, `/opt`
+//!   read-only, a minimal `/dev`, `/proc` read-only, everything else the step's own
+//!   directory; no capabilities, no new privileges, killed when the engine dies.
+//! - [`manager`]: the table of step processes: deterministic ids, adoption,
+//!   log capture into the `LogSink`, stdout tail, exit notification, file reads.
+
+pub mod manager;
+pub mod spawn;
+
+pub use manager::{ProcessManager, ProcessState};

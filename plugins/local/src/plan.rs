@@ -1,0 +1,223 @@
+//! From an Argo container/script template to what to run: argv, environment,
+//! working directory and the files to inject (script source, emulated entrypoints).
+//!
+//! Pure functions over JSON, so the Argo rules are testable without a host.
+
+use serde_json::Value;
+
+/// Where Argo puts a script template's source.
+pub const SCRIPT_PATH: &str = "/argo/staging/script";
+/// Where the emulated image tools live inside the step's root (last on `PATH`).
+pub const EMULATION_BIN: &str = "/.weft/bin";
+/// The default `PATH` of a step.
+pub const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/.weft/bin";
+
+const ARGOSAY: &[u8] = include_bytes!("../emulation/argosay");
+const COWSAY: &[u8] = include_bytes!("../emulation/cowsay");
+const PYTHON_SHIM: &[u8] = include_bytes!("../emulation/python");
+
+/// A file to write into the step's root before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct File {
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub files: Vec<File>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|s| match s {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The image's repository without registry host, tag or digest: `docker.io/library/python:3` → `python`.
+fn image_repo(image: &str) -> String {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let last_slash = no_digest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let no_tag = match no_digest[last_slash..].find(':') {
+        Some(i) => &no_digest[..last_slash + i],
+        None => no_digest,
+    };
+    no_tag
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("library/")
+        .to_string()
+}
+
+fn image_tag(image: &str) -> &str {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
+    last.split_once(':').map(|(_, t)| t).unwrap_or("latest")
+}
+
+/// How an image's entrypoint is emulated when the template sets no `command`.
+#[derive(Debug, Clone, PartialEq)]
+enum Entrypoint {
+    /// `ENTRYPOINT` is this argv; `args` are appended.
+    Fixed(Vec<String>),
+    /// No `ENTRYPOINT`: `args` are the command; without args run this default `CMD`.
+    Cmd(Vec<String>),
+}
+
+fn entrypoint(image: &str) -> Option<Entrypoint> {
+    let repo = image_repo(image);
+    let tag = image_tag(image);
+    let last = repo.rsplit('/').next().unwrap_or(&repo);
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match repo.as_str() {
+        "argoproj/argosay" if tag.starts_with("v1") => Some(Entrypoint::Fixed(s(&["cowsay"]))),
+        "argoproj/argosay" => Some(Entrypoint::Fixed(s(&["/argosay"]))),
+        "docker/whalesay" => Some(Entrypoint::Fixed(s(&["cowsay"]))),
+        _ if last.starts_with("python") || last.starts_with("pypy") => {
+            Some(Entrypoint::Cmd(s(&["python3"])))
+        }
+        "busybox" | "alpine" => Some(Entrypoint::Cmd(s(&["sh"]))),
+        "debian" | "ubuntu" | "bash" | "golang" | "centos" | "fedora" | "node" => {
+            Some(Entrypoint::Cmd(s(&["bash"])))
+        }
+        _ => None,
+    }
+}
+
+/// Plan a container or script template. `Err` is the step's Error message.
+pub fn plan(template: &Value) -> Result<Plan, String> {
+    let (c, is_script) = if let Some(s) = template.get("script") {
+        (s, true)
+    } else if let Some(c) = template.get("container") {
+        (c, false)
+    } else {
+        return Err("the local driver runs container and script templates only".into());
+    };
+    let image = c.get("image").and_then(|i| i.as_str()).unwrap_or("");
+    let command = strings(c.get("command"));
+    let args = strings(c.get("args"));
+    let mut files = vec![
+        File { path: format!("{EMULATION_BIN}/cowsay"), contents: COWSAY.to_vec(), mode: 0o755 },
+        File { path: format!("{EMULATION_BIN}/python"), contents: PYTHON_SHIM.to_vec(), mode: 0o755 },
+    ];
+    if image_repo(image) == "argoproj/argosay" {
+        files.push(File { path: "/argosay".into(), contents: ARGOSAY.to_vec(), mode: 0o755 });
+    }
+
+    let argv = if is_script {
+        let source = c.get("source").and_then(|s| s.as_str()).unwrap_or("");
+        files.push(File { path: SCRIPT_PATH.into(), contents: source.as_bytes().to_vec(), mode: 0o755 });
+        let mut argv = if !command.is_empty() {
+            command
+        } else {
+            match entrypoint(image) {
+                Some(Entrypoint::Cmd(cmd)) | Some(Entrypoint::Fixed(cmd)) => cmd,
+                None => vec!["sh".into()],
+            }
+        };
+        argv.push(SCRIPT_PATH.into());
+        argv.extend(args);
+        argv
+    } else if !command.is_empty() {
+        let mut argv = command;
+        argv.extend(args);
+        argv
+    } else {
+        match entrypoint(image) {
+            Some(Entrypoint::Fixed(mut ep)) => {
+                ep.extend(args);
+                ep
+            }
+            Some(Entrypoint::Cmd(_)) if !args.is_empty() => args,
+            Some(Entrypoint::Cmd(cmd)) => cmd,
+            None => {
+                return Err(format!(
+                    "the entrypoint of image '{image}' cannot be emulated locally: set `command` in the template"
+                ));
+            }
+        }
+    };
+
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("HOME".into(), "/root".into()),
+    ];
+    if let Some(list) = c.get("env").and_then(|e| e.as_array()) {
+        for e in list {
+            let Some(name) = e.get("name").and_then(|n| n.as_str()) else { continue };
+            let value = match e.get("value") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            env.retain(|(k, _)| k != name);
+            env.push((name.to_string(), value));
+        }
+    }
+    let working_dir = c.get("workingDir").and_then(|w| w.as_str()).map(str::to_string);
+    Ok(Plan { argv, env, working_dir, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn argv(t: Value) -> Vec<String> {
+        plan(&t).unwrap().argv
+    }
+
+    #[test]
+    fn command_and_args() {
+        let t = json!({"container": {"image": "alpine:3.7", "command": ["sh", "-c"], "args": ["echo hi"]}});
+        assert_eq!(argv(t), ["sh", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn argosay_v2_entrypoint() {
+        let t = json!({"container": {"image": "argoproj/argosay:v2", "args": ["echo", "hello"]}});
+        let p = plan(&t).unwrap();
+        assert_eq!(p.argv, ["/argosay", "echo", "hello"]);
+        assert!(p.files.iter().any(|f| f.path == "/argosay"));
+    }
+
+    #[test]
+    fn whalesay_and_python_images() {
+        assert_eq!(argv(json!({"container": {"image": "docker/whalesay", "args": ["hi"]}})), ["cowsay", "hi"]);
+        assert_eq!(argv(json!({"container": {"image": "python:3.8-alpine"}})), ["python3"]);
+        assert_eq!(argv(json!({"container": {"image": "busybox", "args": ["echo", "x"]}})), ["echo", "x"]);
+    }
+
+    #[test]
+    fn script_gets_source_file() {
+        let t = json!({"script": {"image": "python:alpine3.6", "command": ["python"], "source": "print(42)"}});
+        let p = plan(&t).unwrap();
+        assert_eq!(p.argv, ["python", SCRIPT_PATH]);
+        assert!(p.files.iter().any(|f| f.path == SCRIPT_PATH && f.contents == b"print(42)"));
+    }
+
+    #[test]
+    fn unknown_image_without_command_is_an_error() {
+        let e = plan(&json!({"container": {"image": "example.com/mystery:1"}})).unwrap_err();
+        assert!(e.contains("cannot be emulated locally"), "{e}");
+    }
+
+    #[test]
+    fn image_names() {
+        assert_eq!(image_repo("docker.io/library/python:3.9"), "python");
+        assert_eq!(image_repo("localhost:5000/argoproj/argosay:v2"), "localhost:5000/argoproj/argosay");
+        assert_eq!(image_tag("argoproj/argosay:v1"), "v1");
+    }
+}
