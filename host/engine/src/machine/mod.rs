@@ -46,6 +46,8 @@ pub struct WorkflowState {
     pub name: String,
     pub namespace: String,
     /// The workflow as submitted, with `workflowTemplateRef` already merged in.
+    /// Stored once in the workflow row's `workflow` column, not in `status`.
+    #[serde(skip)]
     pub workflow: Workflow,
     /// (Cluster)WorkflowTemplates reachable through `templateRef`, by scope key
     /// (`namespaced/<name>` or `cluster/<name>`).
@@ -190,7 +192,8 @@ impl Machine {
         Ok(Self::restore(wf, Vec::new()))
     }
 
-    /// Rebuild a machine from stored rows.
+    /// Rebuild a machine from stored rows (`wf.workflow` must be set by the caller:
+    /// it lives in its own column).
     pub fn restore(wf: WorkflowState, nodes: Vec<Node>) -> Machine {
         let mut m = Machine {
             wf,

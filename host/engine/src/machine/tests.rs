@@ -343,7 +343,8 @@ fn restore_does_not_rerun_finished_steps() {
         .collect();
     assert_eq!(b_c.len(), 2);
     // Crash: persist rows through JSON, as the store would.
-    let state: WorkflowState = serde_json::from_value(serde_json::to_value(m.state()).unwrap()).unwrap();
+    let mut state: WorkflowState = serde_json::from_value(serde_json::to_value(m.state()).unwrap()).unwrap();
+    state.workflow = m.state().workflow.clone();
     let nodes: Vec<Node> = m.nodes().map(|n| serde_json::from_value(serde_json::to_value(n).unwrap()).unwrap()).collect();
     let mut m2 = Machine::restore(state, nodes);
     let acts = m2.recover(3);

@@ -1,0 +1,688 @@
+//! The engine's owner task: it alone owns the state machines of running
+//! workflows. Everything else talks to it through a cloneable [`Engine`]
+//! handle over a bounded channel.
+//!
+//! One turn of the loop: take every message that is waiting (at least one),
+//! feed them to the machines, commit all changed rows in **one** store
+//! transaction (group commit), and only then carry out the actions — start
+//! steps, arm timers, take locks. A crash between commit and action loses
+//! nothing: on restart every in-flight step is started again, and drivers
+//! adopt what already exists (start is idempotent by node id and attempt).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::ports::{DriverPoll, EventNotifier, StepDriver, StepOutcome, StepRequest};
+use super::store::{CommitBatch, MemoEntry, NodeRecord, StateStore, StoreError, WorkflowRecord};
+use super::submit::{SubmitError, new_uid, prepare};
+use crate::machine::{Action, Event, Machine, Node, WorkflowState};
+use crate::model::{Phase, Workflow};
+
+/// Errors of the engine runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid workflow: {0}")]
+    Invalid(String),
+    #[error("workflow {0:?} not found")]
+    NotFound(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Semaphore limits by `<namespace>/<configmap>/<key>`; unknown semaphores get 1.
+    pub semaphore_limits: HashMap<String, u32>,
+    /// Most messages handled in one turn (one commit).
+    pub batch_max: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { semaphore_limits: HashMap::new(), batch_max: 2048 }
+    }
+}
+
+/// A change the engine made visible (for watchers and progress displays).
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub phase: Phase,
+}
+
+enum Msg {
+    Submit { wf: Box<Workflow>, reply: oneshot::Sender<Result<WorkflowRecord, EngineError>> },
+    Adopt { namespace: String, name: String, reply: oneshot::Sender<Result<(), EngineError>> },
+    Event { uid: String, event: Event },
+    DriverResult { uid: String, node: String, attempt: u32, result: Result<DriverPoll, String> },
+    Poll { uid: String, node: String },
+    Notify { key: String },
+    Snapshot { namespace: String, name: String, reply: oneshot::Sender<Option<Value>> },
+    Control { namespace: String, name: String, event: Event, reply: oneshot::Sender<Result<(), EngineError>> },
+}
+
+/// Cloneable handle to the engine's owner task.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Msg>,
+    updates: broadcast::Sender<Update>,
+    store: Arc<dyn StateStore>,
+}
+
+/// The notifier drivers call; forwards event keys into the engine.
+pub struct Notifier {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl EventNotifier for Notifier {
+    fn notify(&self, event_key: &str) {
+        let _ = self.tx.send(event_key.to_string());
+    }
+}
+
+impl Engine {
+    /// A notifier for drivers, and the engine starter that consumes its events.
+    pub fn notifier() -> (Arc<Notifier>, NotifyReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(Notifier { tx }), NotifyReceiver(rx))
+    }
+
+    /// Start the owner task.
+    pub fn start(
+        store: Arc<dyn StateStore>,
+        driver: Arc<dyn StepDriver>,
+        notify: NotifyReceiver,
+        opts: EngineOptions,
+    ) -> Engine {
+        let (tx, rx) = mpsc::channel(65_536);
+        let (updates, _) = broadcast::channel(4096);
+        let engine = Engine { tx: tx.clone(), updates: updates.clone(), store: store.clone() };
+        let mut notify_rx = notify.0;
+        let ntx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(key) = notify_rx.recv().await {
+                if ntx.send(Msg::Notify { key }).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let owner = Owner {
+            store,
+            driver,
+            tx,
+            opts,
+            updates,
+            machines: HashMap::new(),
+            by_name: HashMap::new(),
+            key_waiters: HashMap::new(),
+            fired: HashSet::new(),
+            lock_waiters: VecDeque::new(),
+        };
+        tokio::spawn(owner.run(rx));
+        engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    /// Submit a workflow; returns its row once committed.
+    pub async fn submit(&self, wf: Workflow) -> Result<WorkflowRecord, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::Submit { wf: Box::new(wf), reply }).await.map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Load a stored, unfinished workflow and continue it (after a crash or restart).
+    pub async fn adopt(&self, namespace: &str, name: &str) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Adopt { namespace: namespace.into(), name: name.into(), reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Adopt every unfinished workflow in the store.
+    pub async fn adopt_all(&self) -> Result<usize, EngineError> {
+        let filter = super::store::WorkflowFilter {
+            phases: vec!["Pending".into(), "Running".into()],
+            ..Default::default()
+        };
+        let list = self.store.list_workflows(&filter).await?;
+        let n = list.len();
+        for wf in list {
+            self.adopt(&wf.namespace, &wf.name).await?;
+        }
+        Ok(n)
+    }
+
+    /// Send a control event (resume, stop, terminate) to a running workflow.
+    pub async fn control(&self, namespace: &str, name: &str, event: Event) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Control { namespace: namespace.into(), name: name.into(), event, reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The Argo `status` of a workflow the engine is running (None if not in memory).
+    pub async fn live_status(&self, namespace: &str, name: &str) -> Option<Value> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Snapshot { namespace: namespace.into(), name: name.into(), reply })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Wait until the workflow reaches a final phase.
+    pub async fn wait(&self, namespace: &str, name: &str) -> Result<Phase, EngineError> {
+        let mut rx = self.subscribe();
+        loop {
+            if let Some((rec, _)) = self.store.load_workflow(namespace, name).await?
+                && let Some(p) = Phase::parse(&rec.phase)
+                && p.is_done()
+            {
+                return Ok(p);
+            }
+            match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                Ok(Ok(u)) if u.namespace == namespace && u.name == name && u.phase.is_done() => return Ok(u.phase),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(EngineError::Stopped),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The receiving end of a [`Notifier`], handed to [`Engine::start`].
+pub struct NotifyReceiver(mpsc::UnboundedReceiver<String>);
+
+struct Owner {
+    store: Arc<dyn StateStore>,
+    driver: Arc<dyn StepDriver>,
+    tx: mpsc::Sender<Msg>,
+    opts: EngineOptions,
+    updates: broadcast::Sender<Update>,
+    machines: HashMap<String, Machine>,
+    by_name: HashMap<(String, String), String>,
+    /// Event key → steps to poll when it fires.
+    key_waiters: HashMap<String, Vec<(String, String)>>,
+    /// Keys that fired before anyone waited on them.
+    fired: HashSet<String>,
+    /// (uid, node, locks) waiting for locks, in arrival order.
+    lock_waiters: VecDeque<(String, String, Vec<(String, u32)>)>,
+}
+
+/// Things to do once the turn's commit is durable.
+enum After {
+    Actions(String, Vec<Action>),
+    Reply(Box<dyn FnOnce() + Send>),
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut buf = Vec::with_capacity(self.opts.batch_max);
+        loop {
+            if rx.recv_many(&mut buf, self.opts.batch_max).await == 0 {
+                break;
+            }
+            let mut after: Vec<After> = Vec::new();
+            let mut touched: HashSet<String> = HashSet::new();
+            for msg in buf.drain(..) {
+                self.handle(msg, &mut after, &mut touched).await;
+            }
+            // Group commit: every changed row of this turn in one transaction.
+            let batch = self.collect(&touched);
+            if !batch.is_empty()
+                && let Err(e) = self.store.commit(batch).await
+            {
+                // Nothing of this turn is carried out: the store is the truth.
+                warn!(error = %e, "commit failed; dropping this turn's actions");
+                for a in after {
+                    if let After::Reply(f) = a {
+                        f();
+                    }
+                }
+                continue;
+            }
+            for a in after {
+                match a {
+                    After::Actions(uid, actions) => self.execute(&uid, actions).await,
+                    After::Reply(f) => f(),
+                }
+            }
+            for uid in touched {
+                self.publish(&uid);
+            }
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg, after: &mut Vec<After>, touched: &mut HashSet<String>) {
+        let now = now_ms();
+        match msg {
+            Msg::Submit { wf, reply } => {
+                let res = self.submit(*wf, now, after, touched).await;
+                after.push(After::Reply(Box::new(move || {
+                    let _ = reply.send(res);
+                })));
+            }
+            Msg::Adopt { namespace, name, reply } => {
+                let res = self.adopt(&namespace, &name, now, after, touched).await;
+                after.push(After::Reply(Box::new(move || {
+                    let _ = reply.send(res);
+                })));
+            }
+            Msg::Event { uid, event } => self.feed(&uid, event, now, after, touched),
+            Msg::Control { namespace, name, event, reply } => {
+                let res = match self.by_name.get(&(namespace.clone(), name.clone())).cloned() {
+                    Some(uid) => {
+                        self.feed(&uid, event, now, after, touched);
+                        Ok(())
+                    }
+                    None => Err(EngineError::NotFound(name)),
+                };
+                after.push(After::Reply(Box::new(move || {
+                    let _ = reply.send(res);
+                })));
+            }
+            Msg::DriverResult { uid, node, attempt, result } => {
+                let Some(m) = self.machines.get(&uid) else { return };
+                let Some(n) = m.node(&node) else { return };
+                if n.phase.is_done() || n.invocation.as_ref().map(|i| i.attempt) != Some(attempt) {
+                    return;
+                }
+                match result {
+                    Ok(DriverPoll::Pending { state, wake_after, event_key }) => {
+                        self.feed(&uid, Event::StepPending { node: node.clone(), state }, now, after, touched);
+                        if let Some(key) = event_key {
+                            if self.fired.remove(&key) {
+                                self.schedule_poll(uid.clone(), node.clone(), Duration::ZERO);
+                            } else {
+                                self.key_waiters.entry(key).or_default().push((uid.clone(), node.clone()));
+                            }
+                        }
+                        if let Some(d) = wake_after {
+                            self.schedule_poll(uid, node, d);
+                        }
+                    }
+                    Ok(DriverPoll::Done(outcome)) => self.feed(&uid, Event::StepDone { node, outcome }, now, after, touched),
+                    Err(message) => self.feed(&uid, Event::StepDone { node, outcome: StepOutcome::error(message) }, now, after, touched),
+                }
+            }
+            Msg::Poll { uid, node } => self.poll(&uid, &node),
+            Msg::Notify { key } => match self.key_waiters.remove(&key) {
+                Some(waiters) => {
+                    for (uid, node) in waiters {
+                        self.poll(&uid, &node);
+                    }
+                }
+                None => {
+                    self.fired.insert(key);
+                }
+            },
+            Msg::Snapshot { namespace, name, reply } => {
+                let v = self
+                    .by_name
+                    .get(&(namespace, name))
+                    .and_then(|uid| self.machines.get(uid))
+                    .map(Machine::argo_status);
+                let _ = reply.send(v);
+            }
+        }
+    }
+
+    fn feed(&mut self, uid: &str, event: Event, now: i64, after: &mut Vec<After>, touched: &mut HashSet<String>) {
+        let Some(m) = self.machines.get_mut(uid) else { return };
+        let span = info_span!("workflow", workflow = %m.state().name, uid = %uid);
+        let actions = span.in_scope(|| m.handle(event, now));
+        touched.insert(uid.to_string());
+        if !actions.is_empty() {
+            after.push(After::Actions(uid.to_string(), actions));
+        }
+    }
+
+    async fn submit(&mut self, wf: Workflow, now: i64, after: &mut Vec<After>, touched: &mut HashSet<String>) -> Result<WorkflowRecord, EngineError> {
+        let (mut wf, stored) = prepare(self.store.as_ref(), wf).await?;
+        let uid = new_uid();
+        wf.metadata.uid = Some(uid.clone());
+        wf.metadata.creation_timestamp = Some(crate::machine::rfc3339(now));
+        wf.status = None;
+        let machine = Machine::new(wf.clone(), uid.clone(), stored, now).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let rec = WorkflowRecord {
+            uid: uid.clone(),
+            namespace: wf.namespace().to_string(),
+            name: wf.name().to_string(),
+            phase: Phase::Pending.as_str().into(),
+            created_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            message: None,
+            labels: wf.metadata.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+            workflow: serde_json::to_value(&wf).map_err(|e| EngineError::Invalid(e.to_string()))?,
+            status: serde_json::to_value(machine.state()).map_err(|e| EngineError::Invalid(e.to_string()))?,
+        };
+        self.store.create_workflow(&rec).await?;
+        self.by_name.insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
+        self.machines.insert(uid.clone(), machine);
+        self.feed(&uid, Event::Start, now, after, touched);
+        Ok(rec)
+    }
+
+    async fn adopt(&mut self, namespace: &str, name: &str, now: i64, after: &mut Vec<After>, touched: &mut HashSet<String>) -> Result<(), EngineError> {
+        if self.by_name.contains_key(&(namespace.to_string(), name.to_string())) {
+            return Ok(());
+        }
+        let (rec, nodes) = self
+            .store
+            .load_workflow(namespace, name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+        if Phase::parse(&rec.phase).is_some_and(Phase::is_done) {
+            return Ok(());
+        }
+        let mut state: WorkflowState = serde_json::from_value(rec.status.clone()).map_err(|e| EngineError::Invalid(format!("stored status of {name:?}: {e}")))?;
+        state.workflow = serde_json::from_value(rec.workflow.clone()).map_err(|e| EngineError::Invalid(format!("stored workflow {name:?}: {e}")))?;
+        let nodes: Vec<Node> = nodes
+            .into_iter()
+            .map(|n| serde_json::from_value(n.data))
+            .collect::<Result<_, _>>()
+            .map_err(|e| EngineError::Invalid(format!("stored node of {name:?}: {e}")))?;
+        let mut m = Machine::restore(state, nodes);
+        let uid = rec.uid.clone();
+        let actions = m.recover(now);
+        // Steps that were in flight: start them again; drivers adopt what still exists.
+        let inflight: Vec<Action> = m
+            .nodes()
+            .filter(|n| n.started && !n.phase.is_done() && n.driver.is_some())
+            .map(|n| Action::StartStep {
+                node: n.id.clone(),
+                attempt: n.invocation.as_ref().map(|i| i.attempt).unwrap_or(0),
+                driver: n.driver.clone().unwrap_or_default(),
+                template: n.resolved.clone().unwrap_or(Value::Null),
+            })
+            .collect();
+        self.by_name.insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
+        self.machines.insert(uid.clone(), m);
+        touched.insert(uid.clone());
+        let mut all = inflight;
+        all.extend(actions);
+        after.push(After::Actions(uid, all));
+        Ok(())
+    }
+
+    fn collect(&mut self, touched: &HashSet<String>) -> CommitBatch {
+        let mut batch = CommitBatch::default();
+        for uid in touched {
+            let Some(m) = self.machines.get_mut(uid) else { continue };
+            let (wf_dirty, nodes) = m.take_changes();
+            let changed_nodes = !nodes.is_empty();
+            for n in nodes {
+                match serde_json::to_value(n) {
+                    Ok(data) => batch.nodes.push((uid.clone(), NodeRecord { node_id: n.id.clone(), phase: n.phase.as_str().into(), data })),
+                    Err(e) => warn!(error = %e, node = %n.id, "node not serialisable"),
+                }
+            }
+            if wf_dirty || changed_nodes {
+                let st = m.state();
+                batch.workflows.push(WorkflowRecord {
+                    uid: uid.clone(),
+                    namespace: st.namespace.clone(),
+                    name: st.name.clone(),
+                    phase: st.phase.as_str().into(),
+                    created_ms: st.created_ms,
+                    started_ms: st.started_ms,
+                    finished_ms: st.finished_ms,
+                    message: st.message.clone(),
+                    labels: st.workflow.metadata.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+                    workflow: Value::Null,
+                    status: serde_json::to_value(st).unwrap_or(Value::Null),
+                });
+            }
+        }
+        batch
+    }
+
+    fn publish(&mut self, uid: &str) {
+        let Some(m) = self.machines.get(uid) else { return };
+        let st = m.state();
+        let update = Update { uid: uid.to_string(), namespace: st.namespace.clone(), name: st.name.clone(), phase: st.phase };
+        let done = st.phase.is_done();
+        let _ = self.updates.send(update);
+        if done {
+            let key = (st.namespace.clone(), st.name.clone());
+            self.machines.remove(uid);
+            self.by_name.remove(&key);
+        }
+    }
+
+    fn request(&self, uid: &str, node: &str) -> Option<(StepRequest, Option<Vec<u8>>)> {
+        let m = self.machines.get(uid)?;
+        let n = m.node(node)?;
+        let st = m.state();
+        Some((
+            StepRequest {
+                workflow: st.name.clone(),
+                namespace: st.namespace.clone(),
+                workflow_uid: uid.to_string(),
+                node_id: n.id.clone(),
+                node_name: n.name.clone(),
+                attempt: n.invocation.as_ref().map(|i| i.attempt).unwrap_or(0),
+                template: n.resolved.clone().unwrap_or(Value::Null),
+                driver: n.driver.clone().unwrap_or_default(),
+            },
+            n.driver_state.clone(),
+        ))
+    }
+
+    fn poll(&self, uid: &str, node: &str) {
+        let Some((req, state)) = self.request(uid, node) else { return };
+        if self.machines.get(uid).and_then(|m| m.node(node)).is_none_or(|n| n.phase.is_done()) {
+            return;
+        }
+        let driver = self.driver.clone();
+        let tx = self.tx.clone();
+        let uid = uid.to_string();
+        let span = info_span!("poll", workflow = %req.workflow, node = %req.node_id, attempt = req.attempt);
+        tokio::spawn(
+            async move {
+                let result = match &state {
+                    Some(s) => driver.poll(&req, s).await,
+                    None => driver.start(&req).await,
+                }
+                .map_err(|e| e.message);
+                let _ = tx.send(Msg::DriverResult { uid, node: req.node_id.clone(), attempt: req.attempt, result }).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    fn schedule_poll(&self, uid: String, node: String, after: Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            let _ = tx.send(Msg::Poll { uid, node }).await;
+        });
+    }
+
+    async fn execute(&mut self, uid: &str, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::StartStep { node, .. } => {
+                    let Some((req, _)) = self.request(uid, &node) else { continue };
+                    let driver = self.driver.clone();
+                    let tx = self.tx.clone();
+                    let uid = uid.to_string();
+                    let span = info_span!("step", workflow = %req.workflow, node = %req.node_id, attempt = req.attempt, driver = %req.driver);
+                    tokio::spawn(
+                        async move {
+                            let result = driver.start(&req).await.map_err(|e| e.message);
+                            let _ = tx.send(Msg::DriverResult { uid, node: req.node_id.clone(), attempt: req.attempt, result }).await;
+                        }
+                        .instrument(span),
+                    );
+                }
+                Action::CancelStep { node } => {
+                    let Some((req, state)) = self.request(uid, &node) else { continue };
+                    let driver = self.driver.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = driver.cancel(&req, state.as_deref().unwrap_or_default()).await {
+                            warn!(node = %req.node_id, error = %e, "cancel failed");
+                        }
+                    });
+                }
+                Action::SetTimer { node, at_ms } => {
+                    let tx = self.tx.clone();
+                    let uid = uid.to_string();
+                    let wait = (at_ms - now_ms()).max(0) as u64;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                        let event = match node {
+                            Some(node) => Event::Timer { node },
+                            None => Event::WorkflowTimer,
+                        };
+                        let _ = tx.send(Msg::Event { uid, event }).await;
+                    });
+                }
+                Action::MemoLookup { node, cache, key, max_age_s } => {
+                    let ns = self.machines.get(uid).map(|m| m.state().namespace.clone()).unwrap_or_default();
+                    let hit = match self.store.memo_get(&ns, &cache, &key).await {
+                        Ok(Some(e)) if max_age_s.is_none_or(|age| now_ms() - e.created_ms <= age * 1000) => Some(e),
+                        Ok(_) => None,
+                        Err(e) => {
+                            warn!(error = %e, "memo lookup failed; running the step");
+                            None
+                        }
+                    };
+                    let _ = self.tx.send(Msg::Event { uid: uid.to_string(), event: Event::MemoResult { node, hit } }).await;
+                }
+                Action::MemoSave { cache, key, outputs } => {
+                    let ns = self.machines.get(uid).map(|m| m.state().namespace.clone()).unwrap_or_default();
+                    let entry = MemoEntry { outputs, created_ms: now_ms() };
+                    if let Err(e) = self.store.memo_put(&ns, &cache, &key, &entry).await {
+                        warn!(error = %e, "memo save failed");
+                    }
+                }
+                Action::Acquire { node, locks } => {
+                    let locks = self.with_limits(locks);
+                    self.lock_waiters.push_back((uid.to_string(), node, locks));
+                    self.try_locks().await;
+                }
+                Action::Release { node, locks } => {
+                    let holder = format!("{uid}/{node}");
+                    for l in locks {
+                        if let Err(e) = self.store.release(&l, &holder).await {
+                            warn!(error = %e, lock = %l, "release failed");
+                        }
+                    }
+                    self.try_locks().await;
+                }
+                Action::Finished { phase } => {
+                    debug!(uid, phase = %phase, "workflow finished");
+                    // Locks still waited for by this workflow are dropped.
+                    self.lock_waiters.retain(|(u, _, _)| u != uid);
+                }
+            }
+        }
+    }
+
+    fn with_limits(&self, locks: Vec<(String, u32)>) -> Vec<(String, u32)> {
+        locks
+            .into_iter()
+            .map(|(k, l)| {
+                if l > 0 {
+                    return (k, l);
+                }
+                let short = k.trim_start_matches("semaphore/");
+                let limit = self.opts.semaphore_limits.get(short).copied().unwrap_or(1);
+                (k, limit)
+            })
+            .collect()
+    }
+
+    /// Grant locks to waiters in arrival order.
+    async fn try_locks(&mut self) {
+        let mut still = VecDeque::new();
+        while let Some((uid, node, locks)) = self.lock_waiters.pop_front() {
+            let holder = format!("{uid}/{node}");
+            let mut got = Vec::new();
+            let mut all = true;
+            for (k, limit) in &locks {
+                match self.store.try_acquire(k, &holder, *limit).await {
+                    Ok(true) => got.push(k.clone()),
+                    Ok(false) => {
+                        all = false;
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "lock acquire failed");
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all {
+                let _ = self.tx.send(Msg::Event { uid, event: Event::LocksAcquired { node } }).await;
+            } else {
+                for k in got {
+                    let _ = self.store.release(&k, &holder).await;
+                }
+                still.push_back((uid, node, locks));
+            }
+        }
+        self.lock_waiters = still;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The full Argo Workflow object of a stored workflow (metadata, spec, status).
+pub fn argo_workflow(rec: &WorkflowRecord, status: Value) -> Value {
+    let mut wf = rec.workflow.clone();
+    if !wf.is_object() {
+        wf = json!({});
+    }
+    wf["apiVersion"] = json!(crate::model::API_VERSION);
+    wf["kind"] = json!("Workflow");
+    wf["metadata"]["name"] = json!(rec.name);
+    wf["metadata"]["namespace"] = json!(rec.namespace);
+    wf["metadata"]["uid"] = json!(rec.uid);
+    wf["metadata"]["creationTimestamp"] = json!(crate::machine::rfc3339(rec.created_ms));
+    let mut labels = rec.labels.clone();
+    let done = Phase::parse(&rec.phase).is_some_and(Phase::is_done);
+    labels.insert("workflows.argoproj.io/completed".into(), json!(done.to_string()));
+    labels.insert("workflows.argoproj.io/phase".into(), json!(rec.phase));
+    wf["metadata"]["labels"] = Value::Object(labels);
+    wf["status"] = status;
+    wf
+}
+
+/// The Argo `status` of a stored workflow, rebuilt from its rows.
+pub fn stored_status(rec: &WorkflowRecord, nodes: Vec<NodeRecord>) -> Result<Value, EngineError> {
+    let mut state: WorkflowState = serde_json::from_value(rec.status.clone()).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    state.workflow = serde_json::from_value(rec.workflow.clone()).unwrap_or_default();
+    let nodes: Vec<Node> = nodes.into_iter().filter_map(|n| serde_json::from_value(n.data).ok()).collect();
+    Ok(Machine::restore(state, nodes).argo_status())
+}
