@@ -14,6 +14,26 @@
 //!
 //! Variables are the flat, dotted, string-valued map Argo keeps ([`Vars`]); expressions see
 //! them as nested maps. The crate depends on nothing in weft.
+//!
+//! ```
+//! use weft_expr::{Depends, Missing, Vars, eval_when, substitute};
+//!
+//! let mut vars = Vars::new();
+//! vars.insert("steps.flip-coin.outputs.result", "heads");
+//! vars.insert("inputs.parameters.x", "41");
+//!
+//! let when = substitute("{{steps.flip-coin.outputs.result}} == heads", &vars, Missing::Error)?;
+//! assert!(eval_when(&when)?);
+//! assert_eq!(substitute("{{=asInt(inputs.parameters.x) + 1}}", &vars, Missing::Error)?, "42");
+//! assert_eq!(substitute("{{later.value}}", &vars, Missing::Keep)?, "{{later.value}}");
+//!
+//! let depends = Depends::parse("A && (B.Succeeded || C.Failed)")?;
+//! assert_eq!(depends.tasks(), ["A", "B", "C"]);
+//! # Ok::<(), weft_expr::ExprError>(())
+//! ```
+//!
+//! Nothing here panics on any input: expr-lang's own panics are caught, nesting and expression
+//! size are bounded so recursion cannot overflow the stack, and template scanning is linear.
 
 pub mod depends;
 pub mod expression;
@@ -188,6 +208,97 @@ mod tests {
             .collect();
         assert!(vars.has_children("a.b"));
         assert!(!vars.has_children("a.b-x"));
+    }
+
+    /// Pseudo-random strings over the characters that matter to the parsers: nothing panics.
+    #[test]
+    fn fuzz_all_entry_points() {
+        const ALPHABET: &[&str] = &[
+            "{",
+            "}",
+            "{{",
+            "}}",
+            "{{=",
+            "=",
+            "(",
+            ")",
+            "[",
+            "]",
+            "'",
+            "\"",
+            "`",
+            "\\",
+            "!",
+            "&&",
+            "||",
+            "&",
+            "|",
+            ".",
+            ",",
+            ":",
+            "?",
+            "??",
+            "#",
+            "$",
+            "-",
+            "+",
+            "*",
+            "/",
+            "%",
+            "..",
+            "a",
+            "x",
+            "A",
+            "B.Failed",
+            "0",
+            "9",
+            "1.5",
+            " ",
+            "\n",
+            "é",
+            "in",
+            "=~",
+            "sprig.upper(",
+            "sprig.dict(",
+            "asInt(",
+            "jsonpath(",
+            "inputs.parameters.x",
+            "true",
+            "nil",
+            "let ",
+            ";",
+            "==",
+            "<",
+            "0x",
+            "e",
+        ];
+        let vars: Vars = [("inputs.parameters.x", "5"), ("a", "{\"k\":1}")]
+            .into_iter()
+            .collect();
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 59) as usize + 1;
+            for _ in 0..len {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(ALPHABET[(seed >> 33) as usize % ALPHABET.len()]);
+            }
+            let _ = substitute(&text, &vars, Missing::Keep);
+            let _ = substitute(&text, &vars, Missing::Error);
+            let _ = references(&text);
+            let _ = eval(&text, &vars);
+            let _ = eval_when(&text);
+            if let Ok(d) = Depends::parse(&text) {
+                let _ = d.tasks();
+                let _ = d.eval(&|_, r| Some(r == DependResult::Succeeded));
+                let _ = d.to_string();
+            }
+        }
     }
 
     #[test]

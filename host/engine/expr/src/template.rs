@@ -49,15 +49,14 @@ fn pieces(text: &str) -> Vec<Piece<'_>> {
     while let Some(found) = text[pos..].find("{{") {
         let open = pos + found;
         let body_start = open + 2;
-        let close = if smart && text[body_start..].starts_with('=') {
+        let smart_close = if smart && text[body_start..].starts_with('=') {
             let c = expression_end(text, body_start + 1);
-            if c.is_none() {
-                smart = false;
-            }
-            c.or_else(|| text[body_start..].find("}}").map(|c| body_start + c))
+            smart = c.is_some();
+            c
         } else {
-            text[body_start..].find("}}").map(|c| body_start + c)
+            None
         };
+        let close = smart_close.or_else(|| text[body_start..].find("}}").map(|c| body_start + c));
         let Some(close) = close else {
             if pos < open {
                 out.push(Piece::Text(&text[pos..open]));
@@ -68,10 +67,11 @@ fn pieces(text: &str) -> Vec<Piece<'_>> {
             });
             return out;
         };
-        // `{{ a {{b}}`: the innermost `{{` opens the tag; what precedes it is text.
+        // `{{ a {{b}}`: the innermost `{{` opens the tag; what precedes it is text. (Not for
+        // an expression closed by the smart scan: its `{{` may sit inside a string literal.)
         let open = match text[body_start..close].rfind("{{") {
-            Some(inner) => body_start + inner,
-            None => open,
+            Some(inner) if smart_close.is_none() => body_start + inner,
+            _ => open,
         };
         if pos < open {
             out.push(Piece::Text(&text[pos..open]));
@@ -182,15 +182,27 @@ fn expression_tag(
         return Ok(None);
     }
     match expression::run(expr, ctx) {
-        Ok(expr::Value::Nil) => match missing {
-            Missing::Keep => Ok(None),
-            Missing::Error => Err(ExprError::Nil {
-                expression: expr.to_string(),
-            }),
-        },
-        Ok(value) => Ok(Some(render(&value))),
-        Err(_) if missing == Missing::Keep => Ok(None),
-        Err(e) => Err(e),
+        Ok(value) if !value.is_nil() => Ok(Some(render(&value))),
+        _ if missing == Missing::Keep => Ok(None),
+        result => {
+            let undefined: Vec<String> = lexer::paths(expr)
+                .into_iter()
+                .filter(|p| !vars.defines(&p.name))
+                .map(|p| p.name)
+                .collect();
+            if !undefined.is_empty() {
+                return Err(ExprError::Eval {
+                    expression: expr.to_string(),
+                    message: format!("no such variable: {}", undefined.join(", ")),
+                });
+            }
+            match result {
+                Err(e) => Err(e),
+                Ok(_) => Err(ExprError::Nil {
+                    expression: expr.to_string(),
+                }),
+            }
+        }
     }
 }
 
@@ -286,6 +298,7 @@ mod tests {
             r#"{"a":{"b":1}}"#
         );
         assert_eq!(sub("{{= '}}' + 'x' }}"), "}}x");
+        assert_eq!(sub("{{= '{{' + workflow.name }}"), "{{wf-1");
         assert_eq!(
             sub("a {{=workflow.name}} b {{inputs.parameters.message}} c"),
             "a wf-1 b hi c"
@@ -337,9 +350,20 @@ mod tests {
         );
         assert_eq!(keep("{{=1 +}}"), "{{=1 +}}");
         let e = substitute("{{=asInt(nope)}}", &vars(), Missing::Error).unwrap_err();
-        assert!(e.to_string().contains("unknown variable: nope"), "{e}");
+        assert!(e.to_string().contains("no such variable: nope"), "{e}");
         let e = substitute("{{=inputs.parameters.nope}}", &vars(), Missing::Error).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to evaluate expression \"inputs.parameters.nope\": no such variable: inputs.parameters.nope"
+        );
+        let e = substitute("{{=[1][5]}}", &vars(), Missing::Error).unwrap_err();
         assert!(matches!(e, ExprError::Nil { .. }), "{e}");
+        // Defined or not, an expression that succeeds is used in Error mode.
+        assert_eq!(sub("{{=inputs.parameters.nope ?? 'dflt'}}"), "dflt");
+        assert_eq!(
+            keep("{{=inputs.parameters.nope ?? 'dflt'}}"),
+            "{{=inputs.parameters.nope ?? 'dflt'}}"
+        );
         let e = substitute("{{=1 +}}", &vars(), Missing::Error).unwrap_err();
         assert!(matches!(e, ExprError::Parse { .. }), "{e}");
     }
