@@ -1,0 +1,308 @@
+//! Connecting, migrating, and the two-backend dispatch.
+//!
+//! [`Db`] is a small enum over a SQLite and a PostgreSQL pool. The macros below
+//! expand one block of Rust once per backend, so every query is written once,
+//! with `$1`-style placeholders that both SQLite and PostgreSQL accept, and
+//! type-checked against each driver.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgPool, PgPoolOptions, PgTypeInfo};
+use sqlx::sqlite::{
+    SqliteArgumentsBuffer, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous, SqliteTypeInfo,
+};
+use sqlx::{Encode, Postgres, Sqlite, Type};
+
+use crate::error::{Ctx, Error, redact_url};
+use crate::options::{Durability, StoreOptions};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a connection waits for a lock held by another writer.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The database behind a [`crate::Store`]. Cheap to clone (pools are `Arc`s).
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+/// SQLite: one writer connection (writers are serialised by SQLite anyway; one
+/// connection avoids `SQLITE_BUSY` ping-pong between our own connections) and a
+/// pool of read-only connections that read concurrently thanks to WAL.
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteDb {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+}
+
+/// PostgreSQL: one pool; `reader` and `writer` are the same pool so the
+/// dispatch macros can name a role on both backends.
+#[derive(Clone, Debug)]
+pub(crate) struct PgDb {
+    pub(crate) writer: PgPool,
+    pub(crate) reader: PgPool,
+}
+
+/// Run `$body` with `$pool` bound to the `$role` (`reader` or `writer`) pool of
+/// whichever backend `$db` is. The body is compiled once per backend.
+macro_rules! on_pool {
+    ($db:expr, $role:ident, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(db) => {
+                let $pool = &db.$role;
+                $body
+            }
+            $crate::db::Db::Postgres(db) => {
+                let $pool = &db.$role;
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` inside a write transaction bound to `$tx`, and commit it if the
+/// body did not return early. A `?` in the body drops the transaction, which
+/// rolls it back. SQLite takes the write lock up front (`BEGIN IMMEDIATE`), so a
+/// transaction never fails half-way on a lock upgrade.
+macro_rules! in_write_tx {
+    ($db:expr, $op:literal, |$tx:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(db) => {
+                let mut $tx = db.writer.begin_with("BEGIN IMMEDIATE").await.ctx($op)?;
+                let out = $body;
+                $tx.commit().await.ctx($op)?;
+                out
+            }
+            $crate::db::Db::Postgres(db) => {
+                let mut $tx = db.writer.begin().await.ctx($op)?;
+                let out = $body;
+                $tx.commit().await.ctx($op)?;
+                out
+            }
+        }
+    };
+}
+
+/// Run `$body` in a read-only transaction that sees one snapshot across all its
+/// statements (SQLite WAL read transaction; PostgreSQL REPEATABLE READ).
+macro_rules! in_read_tx {
+    ($db:expr, $op:literal, |$tx:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(db) => {
+                let mut $tx = db.reader.begin().await.ctx($op)?;
+                let out = $body;
+                $tx.commit().await.ctx($op)?;
+                out
+            }
+            $crate::db::Db::Postgres(db) => {
+                let mut $tx = db
+                    .reader
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await
+                    .ctx($op)?;
+                let out = $body;
+                $tx.commit().await.ctx($op)?;
+                out
+            }
+        }
+    };
+}
+
+pub(crate) use {in_read_tx, in_write_tx, on_pool};
+
+impl Db {
+    pub(crate) fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    pub(crate) async fn open(opts: &StoreOptions) -> Result<Db, Error> {
+        let url = opts.url.trim();
+        if let Some(path) = sqlite_path(url) {
+            open_sqlite(&path, opts).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            open_postgres(url, opts).await
+        } else {
+            Err(Error::Config(format!(
+                "unsupported store URL {:?}: expected sqlite:///path or postgres://…",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Db::Sqlite(db) => {
+                db.reader.close().await;
+                db.writer.close().await;
+            }
+            Db::Postgres(db) => db.writer.close().await,
+        }
+    }
+}
+
+/// `sqlite:///abs/path`, `sqlite://rel/path`, `sqlite:path` → the file path.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let rest = rest.split('?').next().unwrap_or_default();
+    Some(PathBuf::from(rest))
+}
+
+async fn open_sqlite(path: &Path, opts: &StoreOptions) -> Result<Db, Error> {
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+        return Err(Error::Config(
+            "a SQLite store needs a file path (in-memory databases are not shared between connections)"
+                .into(),
+        ));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("creating directory {}: {e}", dir.display())))?;
+    }
+    let synchronous = match opts.durability {
+        Durability::Process => SqliteSynchronous::Normal,
+        Durability::Power => SqliteSynchronous::Full,
+    };
+    let base = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .synchronous(synchronous);
+
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(
+            base.clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .ctx("opening the SQLite database")?;
+    SQLITE_MIGRATIONS
+        .run(&writer)
+        .await
+        .map_err(|source| Error::Migrate {
+            backend: "sqlite",
+            source,
+        })?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(base.read_only(true))
+        .await
+        .ctx("opening SQLite reader connections")?;
+    Ok(Db::Sqlite(SqliteDb { writer, reader }))
+}
+
+async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<Db, Error> {
+    let mut connect = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::Config(format!("bad PostgreSQL URL {}: {e}", redact_url(url))))?;
+    if opts.durability == Durability::Power {
+        connect = connect.options([("synchronous_commit", "on")]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(connect)
+        .await
+        .map_err(|source| Error::Db {
+            op: "connecting to PostgreSQL",
+            source,
+        })?;
+    POSTGRES_MIGRATIONS
+        .run(&pool)
+        .await
+        .map_err(|source| Error::Migrate {
+            backend: "postgres",
+            source,
+        })?;
+    Ok(Db::Postgres(PgDb {
+        writer: pool.clone(),
+        reader: pool,
+    }))
+}
+
+/// A JSON document bound as text: `TEXT` on SQLite, `json` on PostgreSQL (kept
+/// verbatim there, key order included; `sqlx::types::Json` would bind `jsonb`).
+pub(crate) struct JsonText(pub(crate) String);
+
+impl JsonText {
+    pub(crate) fn of(value: &impl Serialize, op: &'static str) -> Result<JsonText, Error> {
+        serde_json::to_string(value).map(JsonText).ctx(op)
+    }
+}
+
+impl Type<Sqlite> for JsonText {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl Encode<'_, Sqlite> for JsonText {
+    fn encode(self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        Encode::<Sqlite>::encode(self.0, buf)
+    }
+
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        Encode::<Sqlite>::encode_by_ref(&self.0, buf)
+    }
+}
+
+/// PostgreSQL's `json` type (no named constant is public in sqlx).
+const PG_JSON_OID: Oid = Oid(114);
+
+impl Type<Postgres> for JsonText {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(PG_JSON_OID)
+    }
+}
+
+impl Encode<'_, Postgres> for JsonText {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        // The binary format of `json` is its text.
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db"),
+            Some(PathBuf::from("/tmp/a.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite://rel/a.db"),
+            Some(PathBuf::from("rel/a.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:a.db?mode=rwc"),
+            Some(PathBuf::from("a.db"))
+        );
+        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+}
