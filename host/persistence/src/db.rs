@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteArgumentsBuffer, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous, SqliteTypeInfo,
 };
-use sqlx::{Encode, Postgres, Sqlite, Type};
+use sqlx::{Connection, Encode, PgConnection, Postgres, Sqlite, Type};
 
 use crate::error::{Ctx, Error, redact_url};
 use crate::options::{Durability, StoreOptions};
@@ -197,7 +197,10 @@ async fn open_sqlite(path: &Path, opts: &StoreOptions) -> Result<Db, Error> {
                 .journal_mode(SqliteJournalMode::Wal),
         )
         .await
-        .ctx("opening the SQLite database")?;
+        .map_err(|source| Error::Connect {
+            target: format!("SQLite database {}", path.display()),
+            source,
+        })?;
     SQLITE_MIGRATIONS
         .run(&writer)
         .await
@@ -220,22 +223,26 @@ async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<Db, Error> {
     if opts.durability == Durability::Power {
         connect = connect.options([("synchronous_commit", "on")]);
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(opts.max_connections.max(1))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(connect)
+    // One direct connection first: it fails fast (a pool would retry until its
+    // acquire timeout) and runs the migrations; the pool then connects lazily.
+    let mut conn = PgConnection::connect_with(&connect)
         .await
-        .map_err(|source| Error::Db {
-            op: "connecting to PostgreSQL",
+        .map_err(|source| Error::Connect {
+            target: redact_url(url),
             source,
         })?;
     POSTGRES_MIGRATIONS
-        .run(&pool)
+        .run(&mut conn)
         .await
         .map_err(|source| Error::Migrate {
             backend: "postgres",
             source,
         })?;
+    let _ = conn.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(connect);
     Ok(Db::Postgres(PgDb {
         writer: pool.clone(),
         reader: pool,

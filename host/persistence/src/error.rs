@@ -15,6 +15,14 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// The database could not be reached or opened. `target` is the redacted
+    /// URL or the file path.
+    #[error("connecting to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// Applying the schema migrations failed.
     #[error("migrating the {backend} schema: {source}")]
     Migrate {

@@ -150,7 +150,7 @@ fn now_ms() -> i64 {
 
 #[async_trait]
 impl StateStore for Store {
-    #[instrument(skip_all, err, fields(uid = %wf.uid, namespace = %wf.namespace, name = %wf.name))]
+    #[instrument(skip_all, err(level = "debug"), fields(uid = %wf.uid, namespace = %wf.namespace, name = %wf.name))]
     async fn create_workflow(&self, wf: &WorkflowRecord) -> Result<(), StoreError> {
         Ok(self.inner.db.create_workflow(wf).await?)
     }
@@ -164,7 +164,7 @@ impl StateStore for Store {
         Ok(self.inner.db.commit(&batch).await?)
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err, fields(uid))]
     async fn load_workflow(
         &self,
         namespace: &str,
@@ -186,7 +186,7 @@ impl StateStore for Store {
         Ok(self.inner.db.list_workflows(filter).await?)
     }
 
-    #[instrument(skip(self), err, fields(uid))]
+    #[instrument(skip(self), err(level = "debug"), fields(uid))]
     async fn delete_workflow(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
         let uid = self.inner.db.delete_workflow(namespace, name).await?;
         tracing::Span::current().record("uid", uid.as_str());
@@ -217,7 +217,7 @@ impl StateStore for Store {
         Ok(self.inner.db.list_templates(kind, namespace).await?)
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self), err(level = "debug"))]
     async fn delete_template(
         &self,
         kind: &str,

@@ -73,13 +73,13 @@ async fn bench_commit_100_node_batches() {
         store.close().await;
     }
 
-    let Some((admin, url)) = pg_admin().await else {
+    let Some((mut admin, url)) = pg_admin().await else {
         return;
     };
     for (durability, commits) in [(Durability::Process, 500), (Durability::Power, 500)] {
         let schema = format!("bench_{:016x}", random_u64());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
+            .execute(&mut admin)
             .await
             .unwrap();
         let opts = StoreOptions {
@@ -95,7 +95,7 @@ async fn bench_commit_100_node_batches() {
         }
         store.close().await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&admin)
+            .execute(&mut admin)
             .await
             .unwrap();
     }

@@ -11,6 +11,8 @@ use weft_engine::runtime::{
 };
 use weft_store::Store;
 
+use crate::harness::Harness;
+
 pub fn workflow(uid: &str, namespace: &str, name: &str, created_ms: i64) -> WorkflowRecord {
     WorkflowRecord {
         uid: uid.into(),
@@ -54,7 +56,8 @@ fn nodes_for(uid: &str, range: std::ops::Range<usize>, phase: &str) -> Vec<(Stri
     range.map(|i| (uid.to_owned(), node(i, phase))).collect()
 }
 
-pub async fn create_and_duplicate_name(store: &Store) {
+pub async fn create_and_duplicate_name(h: &Harness) {
+    let store = &h.store;
     let wf = workflow("u1", "ns", "hello", 1);
     store.create_workflow(&wf).await.unwrap();
 
@@ -99,7 +102,8 @@ pub async fn create_and_duplicate_name(store: &Store) {
     );
 }
 
-pub async fn commit_and_load_1000_nodes(store: &Store) {
+pub async fn commit_and_load_1000_nodes(h: &Harness) {
+    let store = &h.store;
     let mut wf = workflow("u1", "ns", "big", 1);
     store.create_workflow(&wf).await.unwrap();
 
@@ -156,7 +160,8 @@ pub async fn commit_and_load_1000_nodes(store: &Store) {
     store.commit(CommitBatch::default()).await.unwrap();
 }
 
-pub async fn json_bodies_round_trip_verbatim(store: &Store) {
+pub async fn json_bodies_round_trip_verbatim(h: &Harness) {
+    let store = &h.store;
     // Key order of the submitted manifest is kept (PostgreSQL `json`, not `jsonb`).
     let text = r#"{"metadata":{"name":"k","generateName":"k-"},"spec":{"z":1,"a":[1.5,"x",null,true]},"apiVersion":"argoproj.io/v1alpha1","kind":"Workflow"}"#;
     let mut wf = workflow("u1", "ns", "k", 1);
@@ -182,7 +187,8 @@ pub async fn json_bodies_round_trip_verbatim(store: &Store) {
     assert_eq!(store.memo_get("ns", "c", "k").await.unwrap(), Some(entry));
 }
 
-pub async fn list_filters(store: &Store) {
+pub async fn list_filters(h: &Harness) {
+    let store = &h.store;
     let rows = [
         (
             "u1",
@@ -325,7 +331,8 @@ fn log_line(uid: &str, node: &str, i: usize) -> LogLine {
     }
 }
 
-pub async fn delete_cascades_to_nodes_and_logs(store: &Store) {
+pub async fn delete_cascades_to_nodes_and_logs(h: &Harness) {
+    let store = &h.store;
     for (uid, name) in [("u1", "doomed"), ("u2", "kept")] {
         store
             .create_workflow(&workflow(uid, "ns", name, 1))
@@ -376,7 +383,8 @@ pub async fn delete_cascades_to_nodes_and_logs(store: &Store) {
     assert_eq!(store.logs("u2", None).await.unwrap().len(), 20);
 }
 
-pub async fn templates_crud(store: &Store) {
+pub async fn templates_crud(h: &Harness) {
+    let store = &h.store;
     let t = |kind: &str, ns: &str, name: &str, v: i64| TemplateRecord {
         kind: kind.into(),
         namespace: ns.into(),
@@ -506,7 +514,8 @@ pub async fn templates_crud(store: &Store) {
     }
 }
 
-pub async fn memo_get_put(store: &Store) {
+pub async fn memo_get_put(h: &Harness) {
+    let store = &h.store;
     assert_eq!(store.memo_get("ns", "cache", "k1").await.unwrap(), None);
     let e1 = MemoEntry {
         outputs: json!({"parameters": [{"name": "out", "value": "1"}]}),
@@ -530,14 +539,14 @@ pub async fn memo_get_put(store: &Store) {
 
 /// 20 tasks contend for `limit` slots; an in-memory counter of current holders
 /// must never exceed the limit, and must reach it.
-async fn contend(store: &Store, lock: &str, limit: u32) {
+async fn contend(stores: &[Store], lock: &str, limit: u32) {
     const TASKS: usize = 20;
     let current = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for t in 0..TASKS {
         let (store, current, peak, lock) = (
-            store.clone(),
+            stores[t % stores.len()].clone(),
             current.clone(),
             peak.clone(),
             lock.to_owned(),
@@ -567,15 +576,24 @@ async fn contend(store: &Store, lock: &str, limit: u32) {
     assert_eq!(peak, limit as usize, "20 contenders should fill every slot");
 }
 
-pub async fn mutex_limit_1_under_20_tasks(store: &Store) {
-    contend(store, "ns/mutex/m", 1).await;
+pub async fn mutex_limit_1_under_20_tasks(h: &Harness) {
+    contend(std::slice::from_ref(&h.store), "ns/mutex/m", 1).await;
 }
 
-pub async fn semaphore_limit_3_under_20_tasks(store: &Store) {
-    contend(store, "ns/semaphore/s", 3).await;
+pub async fn semaphore_limit_3_under_20_tasks(h: &Harness) {
+    contend(std::slice::from_ref(&h.store), "ns/semaphore/s", 3).await;
 }
 
-pub async fn lock_reacquire_and_limit_change(store: &Store) {
+/// Two stores on one database, as two engine replicas (PostgreSQL) or two
+/// processes on one file (SQLite) would be: the limit still holds.
+pub async fn semaphore_limit_2_across_two_store_instances(h: &Harness) {
+    let other = h.open_another().await;
+    contend(&[h.store.clone(), other.clone()], "ns/semaphore/shared", 2).await;
+    other.close().await;
+}
+
+pub async fn lock_reacquire_and_limit_change(h: &Harness) {
+    let store = &h.store;
     let l = "ns/sem";
     for h in ["a", "b", "c"] {
         assert!(store.try_acquire(l, h, 3).await.unwrap());
@@ -596,7 +614,8 @@ pub async fn lock_reacquire_and_limit_change(store: &Store) {
     assert!(!store.try_acquire("other", "b", 1).await.unwrap());
 }
 
-pub async fn logs_through_sink_and_flush(store: &Store) {
+pub async fn logs_through_sink_and_flush(h: &Harness) {
+    let store = &h.store;
     let sink = store.log_sink();
     let per_node = 700; // more than one group of 500
     for i in 0..per_node {
@@ -635,7 +654,8 @@ pub async fn logs_through_sink_and_flush(store: &Store) {
     assert_eq!(store.dropped_log_lines(), 0);
 }
 
-pub async fn failed_commit_rolls_back_entirely(store: &Store) {
+pub async fn failed_commit_rolls_back_entirely(h: &Harness) {
+    let store = &h.store;
     let wf = workflow("u1", "ns", "atomic", 1);
     store.create_workflow(&wf).await.unwrap();
 
@@ -673,7 +693,8 @@ pub async fn failed_commit_rolls_back_entirely(store: &Store) {
     assert_eq!(nodes.len(), 3);
 }
 
-pub async fn commit_to_unknown_workflow_rolls_back(store: &Store) {
+pub async fn commit_to_unknown_workflow_rolls_back(h: &Harness) {
+    let store = &h.store;
     store
         .create_workflow(&workflow("u1", "ns", "real", 1))
         .await

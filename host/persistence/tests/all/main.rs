@@ -14,7 +14,7 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let h = crate::harness::Harness::sqlite().await;
-                    crate::cases::$name(&h.store).await;
+                    crate::cases::$name(&h).await;
                     h.finish().await;
                 }
             )*
@@ -24,7 +24,7 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(h) = crate::harness::Harness::postgres().await else { return };
-                    crate::cases::$name(&h.store).await;
+                    crate::cases::$name(&h).await;
                     h.finish().await;
                 }
             )*
@@ -42,6 +42,7 @@ on_both_backends!(
     memo_get_put,
     mutex_limit_1_under_20_tasks,
     semaphore_limit_3_under_20_tasks,
+    semaphore_limit_2_across_two_store_instances,
     lock_reacquire_and_limit_change,
     logs_through_sink_and_flush,
     failed_commit_rolls_back_entirely,
@@ -110,7 +111,10 @@ mod sqlite_only {
         .await
         .unwrap_err()
         .to_string();
-        assert!(err.contains("connecting to PostgreSQL"), "{err}");
+        assert!(
+            err.contains("connecting to postgres://weft@127.0.0.1:1/weft"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
