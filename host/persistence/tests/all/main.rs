@@ -4,6 +4,7 @@
 
 mod bench;
 mod cases;
+mod crash;
 mod harness;
 
 /// One `#[tokio::test]` per case and backend: `sqlite::NAME` and `postgres::NAME`.
