@@ -1,1 +1,8 @@
-//! tests
+//! weft's one integration-test binary: everything through the public surface
+//! (the `weft` CLI and workflow files). Each extra test binary would link
+//! wasmtime again, so all integration tests live here as modules.
+
+mod cli;
+mod conformance;
+mod crash;
+mod support;

@@ -779,6 +779,7 @@ impl Machine {
 
     fn finish_suspend(&mut self, id: &str, supplied: &[(String, String)]) {
         let declared = self.template_of(id).map(|t| t.outputs).unwrap_or_default();
+        let inputs = self.nodes[id].inputs.clone().map(|i| i.parameters).unwrap_or_default();
         let mut outputs = Outputs::default();
         for p in &declared.parameters {
             let v = supplied
@@ -786,7 +787,9 @@ impl Machine {
                 .find(|(k, _)| k == &p.name)
                 .map(|(_, v)| v.clone())
                 .or_else(|| p.value_from.as_ref().and_then(|vf| vf.default.as_ref()).map(|d| d.0.clone()))
-                .or_else(|| p.value.as_ref().map(|v| v.0.clone()));
+                .or_else(|| p.value.as_ref().map(|v| v.0.clone()))
+                // Argo's UI offers the node's input of the same name as the value to supply.
+                .or_else(|| inputs.iter().find(|i| i.name == p.name).and_then(|i| i.value.as_ref()).map(|v| v.0.clone()));
             if let Some(v) = v {
                 outputs.parameters.push(out_param(p, v));
             }

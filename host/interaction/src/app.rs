@@ -1,0 +1,163 @@
+//! Wiring: open the store, load the drivers, start the engine.
+//!
+//! On one machine several `weft` processes may share the embedded store (two
+//! terminals running workflows). Each workflow is owned by the process that
+//! holds its lock file (`<home>/locks/<uid>.lock`, an `flock` the kernel drops
+//! when the process dies). A process that finds a workflow's lock free after a
+//! crash adopts it; one that finds it held sends a control request through the
+//! store instead, which the owner applies.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use weft_drivers::{DriverOptions, Drivers};
+use weft_engine::machine::Event;
+use weft_engine::runtime::{Engine, EngineOptions, StateStore, TemplateRecord};
+use weft_store::{Durability, Store, StoreOptions};
+
+use crate::config::Config;
+
+/// Store kind under which control requests travel between processes.
+pub const CONTROL_KIND: &str = "weft.control";
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+}
+
+/// A running engine with its drivers.
+pub struct Running {
+    pub engine: Engine,
+    pub drivers: Drivers,
+    locks: Arc<Mutex<HashMap<String, File>>>,
+    lock_dir: PathBuf,
+}
+
+impl App {
+    pub async fn open(config: Config) -> Result<App> {
+        std::fs::create_dir_all(&config.home).with_context(|| format!("creating {}", config.home.display()))?;
+        let mut opts = if config.store_url.starts_with("postgres") {
+            StoreOptions::postgres(config.store_url.clone())
+        } else {
+            StoreOptions { url: config.store_url.clone(), ..StoreOptions::sqlite(&config.home.join("weft.db")) }
+        };
+        if config.power_durability {
+            opts.durability = Durability::Power;
+        }
+        let store = Store::open(&opts).await.with_context(|| format!("opening the store at {}", redact(&config.store_url)))?;
+        Ok(App { config, store })
+    }
+
+    pub fn store_dyn(&self) -> Arc<dyn StateStore> {
+        Arc::new(self.store.clone())
+    }
+
+    /// Load the drivers and start the engine.
+    pub async fn start(&self) -> Result<Running> {
+        let (notifier, notify_rx) = Engine::notifier();
+        let mut dopts = DriverOptions::new(self.config.cache_dir.clone(), self.config.home.join("steps"));
+        dopts.plugins = self.config.plugins.clone();
+        dopts.cpu_budget = Duration::from_millis(self.config.drivers.cpu_budget_ms);
+        dopts.memory_limit_bytes = self.config.drivers.memory_limit_mb << 20;
+        dopts.keep_step_dirs = self.config.drivers.keep_step_dirs;
+        let drivers = Drivers::new(dopts, self.store.log_sink(), notifier).await.context("loading plugins")?;
+        let opts = EngineOptions { semaphore_limits: self.config.semaphores.clone(), ..EngineOptions::default() };
+        let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);
+        let lock_dir = self.config.home.join("locks");
+        std::fs::create_dir_all(&lock_dir)?;
+        let running = Running { engine, drivers, locks: Arc::default(), lock_dir };
+        running.spawn_control_poller(self.store.clone());
+        Ok(running)
+    }
+}
+
+impl Running {
+    /// Take the ownership lock of a workflow. False if another process holds it.
+    pub fn own(&self, uid: &str) -> Result<bool> {
+        let path = self.lock_dir.join(format!("{uid}.lock"));
+        let f = File::options().create(true).truncate(false).write(true).open(&path)?;
+        // SAFETY: flock on a valid, owned file descriptor.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Ok(false);
+        }
+        self.locks.lock().expect("lock map").insert(uid.to_string(), f);
+        Ok(true)
+    }
+
+    /// Apply control requests addressed to workflows this process runs.
+    fn spawn_control_poller(&self, store: Store) {
+        let engine = self.engine.clone();
+        let locks = self.locks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Ok(reqs) = store.list_templates(CONTROL_KIND, None).await else { continue };
+                for r in reqs {
+                    let uid = r.body.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+                    if !locks.lock().expect("lock map").contains_key(&uid) {
+                        continue;
+                    }
+                    if let Some(ev) = control_event(&r.body) {
+                        let name = r.body.get("name").and_then(Value::as_str).unwrap_or_default();
+                        let _ = engine.control(&r.namespace, name, ev).await;
+                    }
+                    let _ = store.delete_template(CONTROL_KIND, &r.namespace, &r.name).await;
+                }
+            }
+        });
+    }
+}
+
+/// The engine event a stored control request stands for.
+pub fn control_event(body: &Value) -> Option<Event> {
+    let action = body.get("action")?.as_str()?;
+    Some(match action {
+        "resume" => Event::Resume {
+            node: body.get("node").and_then(Value::as_str).map(str::to_string),
+            parameters: body
+                .get("parameters")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default(),
+        },
+        "stop" => Event::Shutdown { terminate: false, message: "Stopped by user".into() },
+        "terminate" => Event::Shutdown { terminate: true, message: "Terminated by user".into() },
+        _ => return None,
+    })
+}
+
+/// Queue a control request for the process that owns a workflow.
+pub async fn send_control(store: &Store, namespace: &str, name: &str, uid: &str, body: Value) -> Result<()> {
+    let mut body = body;
+    body["uid"] = json!(uid);
+    body["name"] = json!(name);
+    let rec = TemplateRecord {
+        kind: CONTROL_KIND.into(),
+        namespace: namespace.into(),
+        name: format!("{uid}-{}", weft_engine::runtime::random_suffix(8)),
+        body,
+    };
+    store.put_template(&rec).await?;
+    Ok(())
+}
+
+/// A store URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

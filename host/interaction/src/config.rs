@@ -1,0 +1,192 @@
+//! Configuration: defaults → `weft.toml` → `WEFT_*` environment → flags.
+//!
+//! One `*Options` struct per subsystem; unknown keys in `weft.toml` are an
+//! error that names the key, never silently ignored.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use weft_drivers::PluginConfig;
+
+/// Errors reading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `sqlite:///path/weft.db` or `postgres://…`. Default: `<home>/weft.db`.
+    pub url: Option<String>,
+    /// `process` (default: survives kill -9) or `power` (fsync'd group commits).
+    pub durability: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriversSection {
+    pub cpu_budget_ms: u64,
+    pub memory_limit_mb: usize,
+    pub keep_step_dirs: bool,
+}
+
+impl Default for DriversSection {
+    fn default() -> Self {
+        DriversSection { cpu_budget_ms: 2000, memory_limit_mb: 256, keep_step_dirs: false }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// An `EnvFilter` directive, e.g. `info,weft_engine=debug`.
+    pub level: Option<String>,
+}
+
+/// The whole `weft.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub home: Option<PathBuf>,
+    pub store: StoreSection,
+    pub drivers: DriversSection,
+    pub log: LogSection,
+    pub plugins: Vec<PluginConfig>,
+    /// Semaphore limits: `"<namespace>/<configmap>/<key>" = n`.
+    pub semaphores: HashMap<String, u32>,
+}
+
+/// Effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    /// Compiled plugins (`.cwasm`); `$WEFT_CACHE_DIR` or `<home>/cache`.
+    pub cache_dir: PathBuf,
+    pub store_url: String,
+    pub power_durability: bool,
+    pub drivers: DriversSection,
+    pub log_format: String,
+    pub log_level: String,
+    pub plugins: Vec<PluginConfig>,
+    pub semaphores: HashMap<String, u32>,
+}
+
+fn default_home() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("weft")
+}
+
+impl Config {
+    /// Load: `explicit` (--config) or `$WEFT_CONFIG`, else `<home>/weft.toml`, else `./weft.toml`.
+    pub fn load(explicit: Option<&Path>, home_flag: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_home = std::env::var_os("WEFT_HOME").map(PathBuf::from);
+        let path = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("WEFT_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                let h = home_flag.map(Path::to_path_buf).or(env_home.clone()).unwrap_or_else(default_home);
+                let p = h.join("weft.toml");
+                p.exists().then_some(p)
+            })
+            .or_else(|| {
+                let p = PathBuf::from("weft.toml");
+                p.exists().then_some(p)
+            });
+        let file = match &path {
+            Some(p) => Self::read_file(p, explicit.is_some())?,
+            None => FileConfig::default(),
+        };
+        let home = home_flag
+            .map(Path::to_path_buf)
+            .or(env_home)
+            .or(file.home.clone())
+            .unwrap_or_else(default_home);
+        let mut store_url = file
+            .store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", home.join("weft.db").display()));
+        if let Ok(u) = std::env::var("WEFT_STORE_URL") {
+            store_url = u;
+        }
+        let mut durability = file.store.durability.clone().unwrap_or_else(|| "process".into());
+        if let Ok(d) = std::env::var("WEFT_DURABILITY") {
+            durability = d;
+        }
+        let power_durability = match durability.as_str() {
+            "process" => false,
+            "power" => true,
+            other => {
+                return Err(ConfigError::Env {
+                    name: "durability".into(),
+                    message: format!("{other:?} is not one of \"process\", \"power\""),
+                });
+            }
+        };
+        let log_format = std::env::var("WEFT_LOG_FORMAT").ok().or(file.log.format.clone()).unwrap_or_else(|| "text".into());
+        if !matches!(log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Env { name: "WEFT_LOG_FORMAT".into(), message: format!("{log_format:?} is not one of \"text\", \"json\"") });
+        }
+        let log_level = std::env::var("WEFT_LOG").ok().or(file.log.level.clone()).unwrap_or_else(|| "warn".into());
+        let mut plugins = file.plugins.clone();
+        if let Some(dir) = path.as_ref().and_then(|p| p.parent()) {
+            for p in &mut plugins {
+                if p.path.is_relative() {
+                    p.path = dir.join(&p.path);
+                }
+            }
+        }
+        let cache_dir = std::env::var_os("WEFT_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| home.join("cache"));
+        Ok(Config {
+            cache_dir,
+            home,
+            store_url,
+            power_durability,
+            drivers: file.drivers,
+            log_format,
+            log_level,
+            plugins,
+            semaphores: file.semaphores,
+        })
+    }
+
+    fn read_file(p: &Path, must_exist: bool) -> Result<FileConfig, ConfigError> {
+        let text = match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+            Err(e) => return Err(ConfigError::File { path: p.display().to_string(), message: e.to_string() }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::File { path: p.display().to_string(), message: e.to_string().trim().replace('\n', " ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weft.toml");
+        std::fs::write(&p, "[store]\nurll = \"x\"\n").unwrap();
+        let err = Config::load(Some(&p), Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn file_values_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weft.toml");
+        std::fs::write(&p, "[drivers]\ncpu_budget_ms = 5\n[semaphores]\n\"default/cm/k\" = 3\n").unwrap();
+        let c = Config::load(Some(&p), Some(dir.path())).unwrap();
+        assert_eq!(c.drivers.cpu_budget_ms, 5);
+        assert_eq!(c.semaphores["default/cm/k"], 3);
+        assert!(c.store_url.ends_with("weft.db"));
+    }
+}

@@ -1,0 +1,91 @@
+//! The CLI on the embedded defaults: run, exit codes, output shapes, logs, lint.
+
+use super::support::*;
+
+#[test]
+fn hello_world_runs_and_prints_argo_json() {
+    let home = Home::new();
+    let wf = repo().join("examples/hello-world.yaml");
+    let out = home.run(&["run", wf.to_str().unwrap(), "-o", "json"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["kind"], "Workflow");
+    assert_eq!(v["status"]["phase"], "Succeeded");
+    let name = v["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("hello-world-"), "{name}");
+    let root = &v["status"]["nodes"][&name];
+    assert_eq!(root["type"], "Pod");
+    assert_eq!(root["outputs"]["result"], "hello world");
+    // The run is stored: get, list and logs see it.
+    let got = json(&home.run(&["get", &name, "-o", "json"]));
+    assert_eq!(got["status"]["phase"], "Succeeded");
+    let list = json(&home.run(&["list", "-o", "json"]));
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let logs = stdout(&home.run(&["logs", &name]));
+    assert!(logs.contains("hello world"), "{logs}");
+}
+
+#[test]
+fn exit_codes_follow_the_final_phase() {
+    let home = Home::new();
+    let failing = home.file(
+        "fail.yaml",
+        "kind: Workflow\nmetadata: {generateName: f-}\nspec:\n  entrypoint: m\n  templates:\n  - name: m\n    container: {image: alpine, command: [sh, -c, 'exit 3']}\n",
+    );
+    let out = home.run(&["run", failing.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["status"]["phase"], "Failed");
+    let name = v["metadata"]["name"].as_str().unwrap();
+    assert_eq!(v["status"]["nodes"][name]["outputs"]["exitCode"], "3");
+
+    let bad = home.file("bad.yaml", "kind: Workflow\nspec:\n  entrypoint: [unclosed\n");
+    let out = home.run(&["run", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("bad.yaml:"), "names the file: {err}");
+}
+
+#[test]
+fn parameters_from_flags_reach_steps() {
+    let home = Home::new();
+    let wf = home.file(
+        "p.yaml",
+        r#"kind: Workflow
+metadata: {generateName: p-}
+spec:
+  entrypoint: m
+  arguments: {parameters: [{name: msg, value: default}]}
+  templates:
+  - name: m
+    inputs: {parameters: [{name: msg}]}
+    script:
+      image: python:3
+      command: [python3]
+      source: |
+        print("got {{inputs.parameters.msg}}")
+"#,
+    );
+    let out = home.run(&["run", wf.to_str().unwrap(), "-p", "msg=from-flag", "-o", "json"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    let name = v["metadata"]["name"].as_str().unwrap();
+    assert_eq!(v["status"]["nodes"][name]["outputs"]["result"], "got from-flag");
+}
+
+#[test]
+fn lint_reports_file_line_and_json() {
+    let home = Home::new();
+    let wf = home.file(
+        "l.yaml",
+        "kind: Workflow\nmetadata: {name: l}\nspec:\n  entrypoint: main\n  templates:\n  - name: main\n    steps:\n    - - name: a\n        template: nope\n",
+    );
+    let out = home.run(&["lint", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(text.contains("l.yaml:9:"), "{text}");
+    assert!(text.contains("nope"), "{text}");
+    let out = home.run(&["lint", wf.to_str().unwrap(), "-o", "json"]);
+    let v = json(&out);
+    assert_eq!(v[0]["line"], 9);
+}

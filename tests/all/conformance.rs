@@ -1,0 +1,156 @@
+//! Argo conformance: every `role: workflow` file of class A and A+ in
+//! ../shared/conformance/argo runs on the embedded engine with the local
+//! process driver, after the `support` files are stored.
+//!
+//! Pass: the final phase equals `expected_phase` where one is set; otherwise
+//! the workflow reaches Succeeded or Failed (not Error, not a hang).
+//!
+//! Harness choices, each stated where it is made:
+//! - all files run concurrently in one engine (as a cluster would);
+//! - a workflow without `activeDeadlineSeconds` gets one of [`CAP_S`] seconds, so
+//!   files that run for minutes by design (`forever.yaml`: 1000 s) end Failed by
+//!   the deadline rather than holding CI;
+//! - suspended nodes with no duration are resumed after a few seconds, as a
+//!   user pressing "resume" would (no values supplied: defaults apply);
+//! - CronWorkflow files are submitted once from their `workflowSpec`
+//!   (`argo submit --from cronwf/…`); scheduling is the server's;
+//! - files needing the server (event bindings) are reported as skipped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use weft::app::App;
+use weft::config::Config;
+use weft_engine::machine::Event;
+use weft_engine::model::{IntOrString, Object, Phase, Workflow, read_objects};
+use weft_engine::runtime::StateStore;
+
+use super::support::repo;
+
+const CAP_S: i64 = 90;
+
+/// Files known not to pass yet, with the reason. A file here that fails is not a
+/// regression; anything else failing is.
+const KNOWN: &[(&str, &str)] = &[];
+
+fn corpus() -> Option<PathBuf> {
+    let p = repo().join("../shared/conformance/argo");
+    p.join("manifest.json").exists().then_some(p)
+}
+
+#[test]
+fn argo_conformance() {
+    let Some(root) = corpus() else {
+        eprintln!("NOTICE: ../shared/conformance/argo not found; skipping the conformance run");
+        return;
+    };
+    let manifest: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::load(None, Some(home.path())).unwrap();
+        config.cache_dir = repo().join("target/weft-test-cache");
+        let app = App::open(config).await.unwrap();
+        // Support files first, as Argo's own suite does.
+        for e in manifest.iter().filter(|e| e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+"))) {
+            let file = root.join(e["file"].as_str().unwrap());
+            let objs = read_objects(&file).unwrap_or_else(|err| panic!("support file {}: {err}", file.display()));
+            weft::cli::store_templates(&app.store, "default", objs.into_iter().map(|(_, o)| o).collect()).await.unwrap();
+        }
+        let running = app.start().await.unwrap();
+        let mut submitted: Vec<(String, String, Option<String>)> = Vec::new(); // (file, wf name, expected)
+        let mut results: BTreeMap<String, (bool, String)> = BTreeMap::new();
+        for e in manifest.iter().filter(|e| e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+"))) {
+            let rel = e["file"].as_str().unwrap().to_string();
+            let expected = e["expected_phase"].as_str().map(str::to_string);
+            let objs = match read_objects(&root.join(&rel)) {
+                Ok(o) => o,
+                Err(err) if err.message.contains("unknown kind") => {
+                    results.insert(rel.clone(), (true, format!("skipped: needs the server ({})", err.message)));
+                    continue;
+                }
+                Err(err) => {
+                    results.insert(rel.clone(), (false, format!("load error: {err}")));
+                    continue;
+                }
+            };
+            let mut wfs: Vec<Workflow> = Vec::new();
+            for (_, o) in objs {
+                match o {
+                    Object::Workflow(w) => wfs.push(*w),
+                    Object::CronWorkflow(c) => wfs.push(Workflow {
+                        kind: "Workflow".into(),
+                        metadata: weft_engine::model::ObjectMeta { generate_name: Some(format!("{}-", c.metadata.name.clone().unwrap_or_default())), ..Default::default() },
+                        spec: c.spec.workflow_spec.clone(),
+                        ..Default::default()
+                    }),
+                    other => {
+                        weft::cli::store_templates(&app.store, "default", vec![other]).await.unwrap();
+                    }
+                }
+            }
+            for mut wf in wfs {
+                let cap = match &wf.spec.active_deadline_seconds {
+                    Some(IntOrString::Int(n)) => (*n).min(CAP_S),
+                    _ => CAP_S,
+                };
+                wf.spec.active_deadline_seconds = Some(IntOrString::Int(cap));
+                match running.engine.submit(wf).await {
+                    Ok(rec) => submitted.push((rel.clone(), rec.name, expected.clone())),
+                    Err(err) => {
+                        results.insert(rel.clone(), (false, format!("submit error: {err}")));
+                    }
+                }
+            }
+        }
+        // Resume suspended nodes a few seconds in, as a user would.
+        let engine = running.engine.clone();
+        let names: Vec<String> = submitted.iter().map(|s| s.1.clone()).collect();
+        let resumer = tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                for n in &names {
+                    let _ = engine.control("default", n, Event::Resume { node: None, parameters: vec![] }).await;
+                }
+            }
+        });
+        let t0 = Instant::now();
+        for (file, name, expected) in &submitted {
+            let phase = tokio::time::timeout(Duration::from_secs(CAP_S as u64 + 60), running.engine.wait("default", name)).await;
+            let (rec, _) = app.store.load_workflow("default", name).await.unwrap().unwrap();
+            let got = match phase {
+                Ok(Ok(p)) => p,
+                _ => {
+                    results.insert(file.clone(), (false, format!("did not finish: phase {} after {:?}", rec.phase, t0.elapsed())));
+                    continue;
+                }
+            };
+            let ok = match expected.as_deref() {
+                Some(exp) => got.as_str() == exp,
+                None => matches!(got, Phase::Succeeded | Phase::Failed),
+            };
+            let detail = format!("{got} (expected {}){}", expected.as_deref().unwrap_or("a final phase"), rec.message.map(|m| format!(": {m}")).unwrap_or_default());
+            let prev = results.get(file).map(|r| r.0).unwrap_or(true);
+            results.insert(file.clone(), (ok && prev, detail));
+        }
+        resumer.abort();
+        let mut passed = 0;
+        let mut failed = 0;
+        let mut unexpected = Vec::new();
+        for (file, (ok, detail)) in &results {
+            println!("{} {file}: {detail}", if *ok { "PASS" } else { "FAIL" });
+            if *ok {
+                passed += 1;
+            } else {
+                failed += 1;
+                if !KNOWN.iter().any(|(k, _)| k == file) {
+                    unexpected.push(file.clone());
+                }
+            }
+        }
+        println!("conformance: {passed} passed, {failed} failed");
+        assert!(unexpected.is_empty(), "unexpected conformance failures: {unexpected:?}");
+    });
+}
