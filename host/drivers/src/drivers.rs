@@ -111,7 +111,12 @@ impl Drivers {
     ) -> Result<Drivers, DriverLoadError> {
         let (engine, ticker) = runtime::engine(opts.memory_limit_bytes)?;
         let caps = Arc::new(Capabilities {
-            processes: ProcessManager::new(opts.work_dir.clone(), opts.keep_step_dirs, logs.clone(), notifier.clone()),
+            processes: Arc::new(ProcessManager::new(
+                opts.work_dir.clone(),
+                opts.keep_step_dirs,
+                logs.clone(),
+                notifier.clone(),
+            )),
             logs,
             notifier,
         });

@@ -80,7 +80,7 @@ impl Driver for Local {
             Ok(s) => s,
             Err(e) => {
                 return Ok(PollResult::Done(outcome::error(format!(
-                    "the step's process is gone ({}); was the engine restarted?", e.message()
+                    "the step's process is gone ({}): it was cancelled, or the engine restarted", e.message()
                 ))));
             }
         };

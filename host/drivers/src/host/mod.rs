@@ -22,7 +22,7 @@ use crate::sandbox::ProcessManager;
 
 /// Shared backends behind the capabilities of one `Drivers`.
 pub struct Capabilities {
-    pub processes: ProcessManager,
+    pub processes: Arc<ProcessManager>,
     pub logs: Arc<dyn LogSink>,
     pub notifier: Arc<dyn EventNotifier>,
 }

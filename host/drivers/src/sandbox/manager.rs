@@ -57,6 +57,8 @@ struct Entry {
     pid: Option<i32>,
     state: Mutex<ProcessState>,
     tail: Mutex<VecDeque<u8>>,
+    /// Released while running: forget it and delete its directory on exit.
+    release_on_exit: std::sync::atomic::AtomicBool,
 }
 
 /// Errors of the process table (mapped to `capability-error` by the host glue).
@@ -149,7 +151,7 @@ impl ProcessManager {
     }
 
     /// Spawn (or adopt) the process of `step` named `spec.name`.
-    pub async fn spawn(&self, step: &StepKey, spec: ProcessSpec) -> Result<String, ProcessError> {
+    pub async fn spawn(self: &Arc<Self>, step: &StepKey, spec: ProcessSpec) -> Result<String, ProcessError> {
         let id = Self::process_id(step, &spec.name);
         if self.table.lock().unwrap().contains_key(&id) {
             return Ok(id);
@@ -187,6 +189,7 @@ impl ProcessManager {
             pid: spawned.as_ref().ok().map(|s| s.child.id() as i32),
             state: Mutex::new(ProcessState::Running),
             tail: Mutex::new(VecDeque::new()),
+            release_on_exit: false.into(),
         });
         {
             let mut t = self.table.lock().unwrap();
@@ -213,7 +216,8 @@ impl ProcessManager {
     }
 
     /// Capture output, wait for exit, record the status, notify.
-    fn watch(&self, id: String, step: StepKey, entry: Arc<Entry>, mut child: std::process::Child) {
+    fn watch(self: &Arc<Self>, id: String, step: StepKey, entry: Arc<Entry>, mut child: std::process::Child) {
+        let this = Arc::downgrade(self);
         let stdout = child.stdout.take().and_then(|s| tokio::process::ChildStdout::from_std(s).ok());
         let stderr = child.stderr.take().and_then(|s| tokio::process::ChildStderr::from_std(s).ok());
         let logs = self.logs.clone();
@@ -246,12 +250,22 @@ impl ProcessManager {
             };
             tracing::debug!(process = %id, ?state, "step process ended");
             *entry.state.lock().unwrap() = state;
+            if entry.release_on_exit.load(std::sync::atomic::Ordering::SeqCst)
+                && let Some(this) = this.upgrade()
+            {
+                let _ = this.release(&id);
+            }
             notifier.notify(&format!("process:{id}"));
         });
     }
 
+    /// Current state. A process released while running is already unknown.
     pub fn status(&self, id: &str) -> Result<ProcessState, ProcessError> {
-        Ok(self.entry(id)?.state.lock().unwrap().clone())
+        let e = self.entry(id)?;
+        if e.release_on_exit.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProcessError::Unknown(id.to_string()));
+        }
+        Ok(e.state.lock().unwrap().clone())
     }
 
     pub fn stdout_tail(&self, id: &str, max: usize) -> Result<String, ProcessError> {
@@ -299,10 +313,16 @@ impl ProcessManager {
     }
 
     /// Forget a process and delete its step directory (unless `keep_step_dirs`).
+    /// Releasing a running process kills it and releases it once it has exited.
     pub fn release(&self, id: &str) -> Result<(), ProcessError> {
         let e = self.entry(id)?;
-        if *e.state.lock().unwrap() == ProcessState::Running {
-            return Err(ProcessError::Invalid(format!("process '{id}' is still running; kill it first")));
+        {
+            let st = e.state.lock().unwrap();
+            if *st == ProcessState::Running {
+                e.release_on_exit.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(st);
+                return self.kill(id);
+            }
         }
         self.table.lock().unwrap().remove(id);
         if !self.keep_dirs {
@@ -324,7 +344,7 @@ impl ProcessManager {
 }
 
 /// Create the root's skeleton, the requested files and the working directory.
-fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::io::Result<()> {
+pub fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(root)?;
     for d in ROOT_DIRS {

@@ -1,0 +1,170 @@
+//! End to end: engine port → embedded local plugin → sandboxed process → outcome.
+
+use std::time::Instant;
+
+use serde_json::json;
+use weft_engine::runtime::{LogStream, OutcomePhase, StepDriver};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn argosay_echo_succeeds_with_result() {
+    let h = harness().await;
+    let req = request("echo", "local", json!({"container": {"image": "argoproj/argosay:v2", "args": ["echo", "hello"]}}));
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    assert_eq!(o.result.as_deref(), Some("hello"));
+    assert_eq!(o.exit_code, Some(0));
+    let logs = h.logs.0.lock().unwrap();
+    assert!(logs.iter().any(|l| l.line == "hello" && l.stream == LogStream::Stdout && l.node_id == "echo"));
+}
+
+#[tokio::test]
+async fn python_script_result() {
+    let h = harness().await;
+    let req = request(
+        "script",
+        "local",
+        json!({"script": {"image": "python:alpine3.6", "command": ["python"], "source": "import random\nprint(42)\n"}}),
+    );
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    assert_eq!(o.result.as_deref(), Some("42"));
+}
+
+#[tokio::test]
+async fn output_parameter_from_file_and_default() {
+    let h = harness().await;
+    let req = request(
+        "params",
+        "local",
+        json!({
+            "container": {"image": "busybox", "command": ["sh", "-c"], "args": ["echo -n hello world > /tmp/out.txt"]},
+            "outputs": {"parameters": [
+                {"name": "msg", "valueFrom": {"path": "/tmp/out.txt"}},
+                {"name": "dflt", "valueFrom": {"path": "/tmp/missing", "default": "fallback"}}
+            ]}
+        }),
+    );
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    assert_eq!(o.parameters, vec![("msg".to_string(), "hello world".to_string()), ("dflt".into(), "fallback".into())]);
+
+    let req = request(
+        "params-missing",
+        "local",
+        json!({
+            "container": {"image": "busybox", "command": ["true"]},
+            "outputs": {"parameters": [{"name": "msg", "valueFrom": {"path": "/tmp/nope.txt"}}]}
+        }),
+    );
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Error, "{o:?}");
+    assert!(o.message.unwrap().contains("'msg'"));
+}
+
+#[tokio::test]
+async fn exit_code_fails_step() {
+    let h = harness().await;
+    let req = request("exit3", "local", json!({"container": {"image": "argoproj/argosay:v2", "args": ["exit", "3"]}}));
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Failed);
+    assert_eq!(o.exit_code, Some(3));
+    assert_eq!(o.message.as_deref(), Some("Error (exit code 3)"));
+}
+
+#[tokio::test]
+async fn unknown_image_without_command_is_error() {
+    let h = harness().await;
+    let req = request("mystery", "local", json!({"container": {"image": "example.com/mystery:1.0"}}));
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Error);
+    let m = o.message.unwrap();
+    assert!(m.contains("cannot be emulated locally") && m.contains("command"), "{m}");
+}
+
+#[tokio::test]
+async fn concurrent_steps_have_private_filesystems() {
+    let h = harness().await;
+    // Each step writes its own value, waits for the other to have written, reads back.
+    let script = |v: &str| {
+        format!("echo {v} > /tmp/num; echo {v} > /result.txt; mkdir -p /mnt/out; echo {v} > /mnt/out/x; sleep 0.3; cat /tmp/num /result.txt /mnt/out/x")
+    };
+    let a = request("a", "local", json!({"container": {"image": "alpine", "command": ["sh", "-c", script("1")]}}));
+    let b = request("b", "local", json!({"container": {"image": "alpine", "command": ["sh", "-c", script("2")]}}));
+    let (oa, ob) = tokio::join!(run(&h, &a), run(&h, &b));
+    assert_eq!(oa.result.as_deref(), Some("1\n1\n1"), "{oa:?}");
+    assert_eq!(ob.result.as_deref(), Some("2\n2\n2"), "{ob:?}");
+    // Nothing leaked onto the host.
+    for p in ["/result.txt", "/mnt/out/x"] {
+        assert!(!std::path::Path::new(p).exists(), "{p} leaked onto the host");
+    }
+    if let Ok(s) = std::fs::read_to_string("/tmp/num") {
+        assert!(s != "1\n" && s != "2\n", "/tmp/num leaked onto the host");
+    }
+}
+
+#[tokio::test]
+async fn sandbox_has_no_capabilities_and_readonly_usr() {
+    let h = harness().await;
+    let req = request(
+        "caps",
+        "local",
+        json!({"container": {"image": "alpine", "command": ["sh", "-c",
+            "grep CapEff /proc/self/status; touch /usr/x 2>/dev/null && echo usr-writable || echo usr-ro; hostname; pwd"],
+            "workingDir": "/work/dir"}}),
+    );
+    let o = run(&h, &req).await;
+    let r = o.result.unwrap();
+    assert!(r.contains("CapEff:\t0000000000000000"), "{r}");
+    assert!(r.contains("usr-ro"), "{r}");
+    assert!(r.contains("/work/dir"), "{r}");
+}
+
+#[tokio::test]
+async fn whalesay_and_cowsay_on_path() {
+    let h = harness().await;
+    let req = request("cow", "local", json!({"container": {"image": "docker/whalesay:latest", "command": ["cowsay"], "args": ["hello world"]}}));
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    assert!(o.result.unwrap().contains("< hello world >"));
+}
+
+#[tokio::test]
+async fn repeated_start_adopts_and_cancel_kills() {
+    let h = harness().await;
+    let req = request("sleepy", "local", json!({"container": {"image": "argoproj/argosay:v2", "args": ["sleep", "30s"]}}));
+    let first = h.drivers.start(&req).await.unwrap();
+    let second = h.drivers.start(&req).await.unwrap();
+    assert_eq!(first, second, "a repeated start adopts the same process");
+    let weft_engine::runtime::DriverPoll::Pending { state, .. } = first else { panic!("expected pending") };
+    let t = Instant::now();
+    h.drivers.cancel(&req, &state).await.unwrap();
+    // The poll after cancel finds the process gone (released), never hangs.
+    let after = h.drivers.poll(&req, &state).await.unwrap();
+    assert!(matches!(after, weft_engine::runtime::DriverPoll::Done(_)));
+    // The kill is observed: the exit notification arrives promptly.
+    let key = "process:uid-1/sleepy-0/main".to_string();
+    while !h.notifier.keys.lock().unwrap().contains(&key) {
+        assert!(t.elapsed().as_secs() < 5, "killed process did not exit");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn plugin_list_shows_embedded_local() {
+    let h = harness().await;
+    let list = h.drivers.plugins();
+    let local = list.iter().find(|p| p.name == "local").unwrap();
+    assert_eq!(local.source, weft_drivers::PluginSource::Embedded);
+    assert!(local.grants.process);
+    assert_eq!(local.version, "0.1.0");
+}
+
+#[tokio::test]
+async fn unknown_driver_is_named() {
+    let h = harness().await;
+    let req = request("x", "nosuch", json!({}));
+    let e = h.drivers.start(&req).await.unwrap_err();
+    assert!(e.message.contains("'nosuch'"), "{}", e.message);
+}
