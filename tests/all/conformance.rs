@@ -33,7 +33,19 @@ const CAP_S: i64 = 90;
 
 /// Files known not to pass yet, with the reason. A file here that fails is not a
 /// regression; anything else failing is.
-const KNOWN: &[(&str, &str)] = &[];
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "examples/continue-on-fail.yaml",
+        "expected Failed comes from the file's `expected-failure` label, which Argo's CI does not verify; \
+         Argo's continueOn semantics give Succeeded, as status-reference.yaml and exit-code-output-variable.yaml \
+         (the same pattern, verified by Argo's CI) expect — weft follows the verified behaviour",
+    ),
+    (
+        "examples/template-defaults.yaml",
+        "random by design: the step fails with p=2/3 per attempt and has 3 attempts, so the workflow \
+         fails in ~30% of runs; Argo's CI does not run it (`expected-failure` label)",
+    ),
+];
 
 fn corpus() -> Option<PathBuf> {
     let p = repo().join("../shared/conformance/argo");
@@ -46,29 +58,50 @@ fn argo_conformance() {
         eprintln!("NOTICE: ../shared/conformance/argo not found; skipping the conformance run");
         return;
     };
-    let manifest: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let manifest: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap())
+            .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let home = tempfile::tempdir().unwrap();
         let mut config = Config::load(None, Some(home.path())).unwrap();
         config.cache_dir = repo().join("target/weft-test-cache");
         let app = App::open(config).await.unwrap();
         // Support files first, as Argo's own suite does.
-        for e in manifest.iter().filter(|e| e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+"))) {
+        for e in manifest
+            .iter()
+            .filter(|e| e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+")))
+        {
             let file = root.join(e["file"].as_str().unwrap());
-            let objs = read_objects(&file).unwrap_or_else(|err| panic!("support file {}: {err}", file.display()));
-            weft::cli::store_templates(&app.store, "default", objs.into_iter().map(|(_, o)| o).collect()).await.unwrap();
+            let objs = read_objects(&file)
+                .unwrap_or_else(|err| panic!("support file {}: {err}", file.display()));
+            weft::cli::store_templates(
+                &app.store,
+                "default",
+                objs.into_iter().map(|(_, o)| o).collect(),
+            )
+            .await
+            .unwrap();
         }
         let running = app.start().await.unwrap();
         let mut submitted: Vec<(String, String, Option<String>)> = Vec::new(); // (file, wf name, expected)
         let mut results: BTreeMap<String, (bool, String)> = BTreeMap::new();
-        for e in manifest.iter().filter(|e| e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+"))) {
+        for e in manifest
+            .iter()
+            .filter(|e| e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+")))
+        {
             let rel = e["file"].as_str().unwrap().to_string();
             let expected = e["expected_phase"].as_str().map(str::to_string);
             let objs = match read_objects(&root.join(&rel)) {
                 Ok(o) => o,
                 Err(err) if err.message.contains("unknown kind") => {
-                    results.insert(rel.clone(), (true, format!("skipped: needs the server ({})", err.message)));
+                    results.insert(
+                        rel.clone(),
+                        (true, format!("skipped: needs the server ({})", err.message)),
+                    );
                     continue;
                 }
                 Err(err) => {
@@ -82,12 +115,20 @@ fn argo_conformance() {
                     Object::Workflow(w) => wfs.push(*w),
                     Object::CronWorkflow(c) => wfs.push(Workflow {
                         kind: "Workflow".into(),
-                        metadata: weft_engine::model::ObjectMeta { generate_name: Some(format!("{}-", c.metadata.name.clone().unwrap_or_default())), ..Default::default() },
+                        metadata: weft_engine::model::ObjectMeta {
+                            generate_name: Some(format!(
+                                "{}-",
+                                c.metadata.name.clone().unwrap_or_default()
+                            )),
+                            ..Default::default()
+                        },
                         spec: c.spec.workflow_spec.clone(),
                         ..Default::default()
                     }),
                     other => {
-                        weft::cli::store_templates(&app.store, "default", vec![other]).await.unwrap();
+                        weft::cli::store_templates(&app.store, "default", vec![other])
+                            .await
+                            .unwrap();
                     }
                 }
             }
@@ -112,18 +153,46 @@ fn argo_conformance() {
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 for n in &names {
-                    let _ = engine.control("default", n, Event::Resume { node: None, parameters: vec![] }).await;
+                    let _ = engine
+                        .control(
+                            "default",
+                            n,
+                            Event::Resume {
+                                node: None,
+                                parameters: vec![],
+                            },
+                        )
+                        .await;
                 }
             }
         });
         let t0 = Instant::now();
         for (file, name, expected) in &submitted {
-            let phase = tokio::time::timeout(Duration::from_secs(CAP_S as u64 + 60), running.engine.wait("default", name)).await;
-            let (rec, _) = app.store.load_workflow("default", name).await.unwrap().unwrap();
+            let phase = tokio::time::timeout(
+                Duration::from_secs(CAP_S as u64 + 60),
+                running.engine.wait("default", name),
+            )
+            .await;
+            let (rec, _) = app
+                .store
+                .load_workflow("default", name)
+                .await
+                .unwrap()
+                .unwrap();
             let got = match phase {
                 Ok(Ok(p)) => p,
                 _ => {
-                    results.insert(file.clone(), (false, format!("did not finish: phase {} after {:?}", rec.phase, t0.elapsed())));
+                    results.insert(
+                        file.clone(),
+                        (
+                            false,
+                            format!(
+                                "did not finish: phase {} after {:?}",
+                                rec.phase,
+                                t0.elapsed()
+                            ),
+                        ),
+                    );
                     continue;
                 }
             };
@@ -131,7 +200,11 @@ fn argo_conformance() {
                 Some(exp) => got.as_str() == exp,
                 None => matches!(got, Phase::Succeeded | Phase::Failed),
             };
-            let detail = format!("{got} (expected {}){}", expected.as_deref().unwrap_or("a final phase"), rec.message.map(|m| format!(": {m}")).unwrap_or_default());
+            let detail = format!(
+                "{got} (expected {}){}",
+                expected.as_deref().unwrap_or("a final phase"),
+                rec.message.map(|m| format!(": {m}")).unwrap_or_default()
+            );
             let prev = results.get(file).map(|r| r.0).unwrap_or(true);
             results.insert(file.clone(), (ok && prev, detail));
         }
@@ -151,6 +224,9 @@ fn argo_conformance() {
             }
         }
         println!("conformance: {passed} passed, {failed} failed");
-        assert!(unexpected.is_empty(), "unexpected conformance failures: {unexpected:?}");
+        assert!(
+            unexpected.is_empty(),
+            "unexpected conformance failures: {unexpected:?}"
+        );
     });
 }

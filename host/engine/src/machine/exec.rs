@@ -6,10 +6,12 @@ use serde_json::Value;
 use weft_expr::{DependResult, Depends, Missing, Vars};
 
 use super::scope::{item_text, item_vars, render_value, with_overlay};
-use super::{Action, Event, Invocation, Machine, Node, NodeId, TemplateSource, Waiting, Work, node_id};
+use super::{
+    Action, Event, Invocation, Machine, Node, NodeId, TemplateSource, Waiting, Work, node_id,
+};
 use crate::model::{
-    AnyString, Arguments, LifecycleHook, NodeType, Outputs, Parameter, Phase, RetryStrategy, Template,
-    TemplateKind, WorkflowStep,
+    AnyString, Arguments, LifecycleHook, NodeType, Outputs, Parameter, Phase, RetryStrategy,
+    Template, TemplateKind, WorkflowStep,
 };
 use crate::runtime::OutcomePhase;
 
@@ -108,7 +110,9 @@ impl Machine {
                 }
             }
             Event::StepDone { node, outcome } => {
-                let Some(n) = self.nodes.get(&node) else { return };
+                let Some(n) = self.nodes.get(&node) else {
+                    return;
+                };
                 if n.phase.is_done() {
                     return; // late report (cancelled, timed out)
                 }
@@ -122,12 +126,19 @@ impl Machine {
                     exit_code: outcome.exit_code.map(|c| c.to_string()),
                     ..Outputs::default()
                 };
-                let declared = self.template_of(&node).map(|t| t.outputs).unwrap_or_default();
+                let declared = self
+                    .template_of(&node)
+                    .map(|t| t.outputs)
+                    .unwrap_or_default();
                 let vars = self.node_vars(self.nodes.get(&node).expect("checked"));
                 let mut phase = phase;
                 let mut message = outcome.message.clone();
                 for p in &declared.parameters {
-                    let got = outcome.parameters.iter().find(|(k, _)| k == &p.name).map(|(_, v)| v.clone());
+                    let got = outcome
+                        .parameters
+                        .iter()
+                        .find(|(k, _)| k == &p.name)
+                        .map(|(_, v)| v.clone());
                     match got.or_else(|| self.param_from_engine(p, &vars, &outputs)) {
                         Some(v) => outputs.parameters.push(out_param(p, v)),
                         None if phase == Phase::Succeeded => {
@@ -179,16 +190,25 @@ impl Machine {
                 && let Some(ms) = duration_ms(&d.text())
             {
                 self.wf.deadline_ms = Some(self.now + ms);
-                self.act(Action::SetTimer { node: None, at_ms: self.now + ms });
+                self.act(Action::SetTimer {
+                    node: None,
+                    at_ms: self.now + ms,
+                });
             }
             self.mark_wf();
         } else if let Some(d) = self.wf.deadline_ms {
-            self.act(Action::SetTimer { node: None, at_ms: d });
+            self.act(Action::SetTimer {
+                node: None,
+                at_ms: d,
+            });
         }
         let root = self.wf.name.clone();
         if !self.nodes.contains_key(&root) {
             let inv = Invocation {
-                source: TemplateSource::Name { scope: String::new(), name: self.wf.entrypoint.clone() },
+                source: TemplateSource::Name {
+                    scope: String::new(),
+                    name: self.wf.entrypoint.clone(),
+                },
                 arguments: self.wf.workflow.spec.arguments.clone(),
                 continue_on: None,
                 on_exit: None,
@@ -205,7 +225,10 @@ impl Machine {
                     let n = self.nodes.get_mut(&id).expect("created");
                     n.waiting = Some(Waiting::Locks);
                     n.locks = locks.clone();
-                    self.act(Action::Acquire { node: id.clone(), locks });
+                    self.act(Action::Acquire {
+                        node: id.clone(),
+                        locks,
+                    });
                     self.mark(&id);
                     return;
                 }
@@ -224,15 +247,24 @@ impl Machine {
             for (_, id) in ids {
                 let n = self.nodes[&id].clone();
                 if let Some(w) = n.wake_ms {
-                    self.act(Action::SetTimer { node: Some(id.clone()), at_ms: w });
+                    self.act(Action::SetTimer {
+                        node: Some(id.clone()),
+                        at_ms: w,
+                    });
                 }
                 if let Some(d) = n.deadline_ms {
-                    self.act(Action::SetTimer { node: Some(id.clone()), at_ms: d });
+                    self.act(Action::SetTimer {
+                        node: Some(id.clone()),
+                        at_ms: d,
+                    });
                 }
                 match n.waiting {
                     Some(Waiting::Locks) => {
                         let locks = n.locks.clone();
-                        self.act(Action::Acquire { node: id.clone(), locks });
+                        self.act(Action::Acquire {
+                            node: id.clone(),
+                            locks,
+                        });
                     }
                     Some(Waiting::Memo) => {
                         self.nodes.get_mut(&id).expect("exists").waiting = None;
@@ -269,7 +301,10 @@ impl Machine {
         let mut n = Node::new(id.clone(), name, display, NodeType::Pod, seq);
         n.parent = parent.map(str::to_string);
         n.boundary_id = boundary;
-        n.depth = parent.and_then(|p| self.nodes.get(p)).map(|p| p.depth + 1).unwrap_or(0);
+        n.depth = parent
+            .and_then(|p| self.nodes.get(p))
+            .map(|p| p.depth + 1)
+            .unwrap_or(0);
         n.item = item;
         match &inv.source {
             TemplateSource::Name { name, .. } => n.template_name = Some(name.clone()),
@@ -278,7 +313,10 @@ impl Machine {
         }
         n.invocation = Some(inv);
         if let Some(p) = parent {
-            self.children.entry(p.to_string()).or_default().push(id.clone());
+            self.children
+                .entry(p.to_string())
+                .or_default()
+                .push(id.clone());
         }
         self.nodes.insert(id.clone(), n);
         self.mark(&id);
@@ -286,7 +324,15 @@ impl Machine {
     }
 
     /// A node that will not run (when=false, depends unmet).
-    fn create_skipped(&mut self, parent: &str, name: String, display: String, phase: Phase, message: String, boundary: Option<NodeId>) -> NodeId {
+    fn create_skipped(
+        &mut self,
+        parent: &str,
+        name: String,
+        display: String,
+        phase: Phase,
+        message: String,
+        boundary: Option<NodeId>,
+    ) -> NodeId {
         let id = node_id(&self.wf.name, &name);
         if self.nodes.contains_key(&id) {
             return id;
@@ -302,7 +348,10 @@ impl Machine {
         n.finished_ms = Some(self.now);
         n.finalised = true;
         n.started = true;
-        self.children.entry(parent.to_string()).or_default().push(id.clone());
+        self.children
+            .entry(parent.to_string())
+            .or_default()
+            .push(id.clone());
         self.nodes.insert(id.clone(), n);
         self.mark(&id);
         id
@@ -333,20 +382,27 @@ impl Machine {
                 } else {
                     format!("namespaced/{}", r.name)
                 };
-                let kind = if r.cluster_scope == Some(true) { "ClusterWorkflowTemplate" } else { "WorkflowTemplate" };
+                let kind = if r.cluster_scope == Some(true) {
+                    "ClusterWorkflowTemplate"
+                } else {
+                    "WorkflowTemplate"
+                };
                 let spec = self
                     .wf
                     .stored_templates
                     .get(&scope)
                     .ok_or_else(|| format!("{kind} {:?} not found", r.name))?;
-                let t = spec
-                    .template(&r.template)
-                    .ok_or_else(|| format!("template {:?} not found in {kind} {:?}", r.template, r.name))?;
+                let t = spec.template(&r.template).ok_or_else(|| {
+                    format!("template {:?} not found in {kind} {:?}", r.template, r.name)
+                })?;
                 (t.clone(), scope)
             }
             TemplateSource::Inline(t) => ((**t).clone(), String::new()),
         };
-        Ok((tmpl.with_defaults(self.wf.workflow.spec.template_defaults.as_ref()), scope))
+        Ok((
+            tmpl.with_defaults(self.wf.workflow.spec.template_defaults.as_ref()),
+            scope,
+        ))
     }
 
     /// The resolved template of an existing node.
@@ -369,7 +425,8 @@ impl Machine {
             let Some(value) = value else {
                 return Err(format!("inputs.parameters.{} was not supplied", p.name));
             };
-            let value = weft_expr::substitute(&value.0, &globals, Missing::Keep).map_err(|e| e.to_string())?;
+            let value = weft_expr::substitute(&value.0, &globals, Missing::Keep)
+                .map_err(|e| e.to_string())?;
             if let Some(allowed) = &p.enum_
                 && !allowed.iter().any(|a| a.0 == value)
             {
@@ -379,7 +436,11 @@ impl Machine {
                     allowed.iter().map(|a| a.0.as_str()).collect::<Vec<_>>()
                 ));
             }
-            out.parameters.push(Parameter { name: p.name.clone(), value: Some(AnyString(value)), ..Default::default() });
+            out.parameters.push(Parameter {
+                name: p.name.clone(),
+                value: Some(AnyString(value)),
+                ..Default::default()
+            });
         }
         for a in &tmpl.inputs.artifacts {
             let mut art = a.clone();
@@ -435,7 +496,11 @@ impl Machine {
     fn begin(&mut self, id: &str) {
         let n = &self.nodes[id];
         if let Some(s) = self.shutting_down_for(n) {
-            self.finish(id, Phase::Failed, Some(format!("workflow shutdown with strategy: {s}")));
+            self.finish(
+                id,
+                Phase::Failed,
+                Some(format!("workflow shutdown with strategy: {s}")),
+            );
             return;
         }
         if n.depth > MAX_DEPTH {
@@ -447,7 +512,10 @@ impl Machine {
             && !self.slot_free(&limiter, id)
         {
             self.nodes.get_mut(id).expect("exists").waiting = Some(Waiting::Parallelism);
-            self.waiters.entry(limiter).or_default().push_back(id.to_string());
+            self.waiters
+                .entry(limiter)
+                .or_default()
+                .push_back(id.to_string());
             self.mark(id);
             return;
         }
@@ -466,7 +534,11 @@ impl Machine {
                 return;
             }
         };
-        let retry = if inv.no_retry { None } else { self.retry_strategy(&tmpl) };
+        let retry = if inv.no_retry {
+            None
+        } else {
+            self.retry_strategy(&tmpl)
+        };
         {
             let n = self.nodes.get_mut(id).expect("exists");
             n.inputs = Some(inputs);
@@ -492,14 +564,14 @@ impl Machine {
         if matches!(tmpl.kind(), TemplateKind::Suspend) {
             return None;
         }
-        tmpl.retry_strategy
-            .clone()
-            .or_else(|| match tmpl.kind() {
-                TemplateKind::Container | TemplateKind::Script | TemplateKind::ContainerSet | TemplateKind::Http | TemplateKind::Plugin => {
-                    self.wf.workflow.spec.retry_strategy.clone()
-                }
-                _ => None,
-            })
+        tmpl.retry_strategy.clone().or_else(|| match tmpl.kind() {
+            TemplateKind::Container
+            | TemplateKind::Script
+            | TemplateKind::ContainerSet
+            | TemplateKind::Http
+            | TemplateKind::Plugin => self.wf.workflow.spec.retry_strategy.clone(),
+            _ => None,
+        })
     }
 
     /// Start the body of a template at node `id` (inputs already bound).
@@ -533,23 +605,46 @@ impl Machine {
                     .suspend
                     .as_ref()
                     .and_then(|s| s.duration.as_ref())
-                    .map(|d| weft_expr::substitute(&d.0, &vars, Missing::Keep).unwrap_or_else(|_| d.0.clone()));
+                    .map(|d| {
+                        weft_expr::substitute(&d.0, &vars, Missing::Keep)
+                            .unwrap_or_else(|_| d.0.clone())
+                    });
                 let n = self.nodes.get_mut(id).expect("exists");
                 n.node_type = NodeType::Suspend;
                 n.started = true;
                 if let Some(ms) = dur.as_deref().and_then(duration_ms) {
                     n.wake_ms = Some(self.now + ms);
                     let at = self.now + ms;
-                    self.act(Action::SetTimer { node: Some(id.to_string()), at_ms: at });
+                    self.act(Action::SetTimer {
+                        node: Some(id.to_string()),
+                        at_ms: at,
+                    });
                 }
                 self.mark(id);
             }
             TemplateKind::Empty => {
-                self.finish(id, Phase::Error, Some(format!("template {:?} has no container, script, steps, dag, suspend or other body", tmpl.name)));
+                self.finish(
+                    id,
+                    Phase::Error,
+                    Some(format!(
+                        "template {:?} has no container, script, steps, dag, suspend or other body",
+                        tmpl.name
+                    )),
+                );
             }
             TemplateKind::Resource | TemplateKind::Data => {
-                let what = if kind == TemplateKind::Resource { "resource" } else { "data" };
-                self.finish(id, Phase::Error, Some(format!("{what} templates need the Kubernetes driver, which is not configured")));
+                let what = if kind == TemplateKind::Resource {
+                    "resource"
+                } else {
+                    "data"
+                };
+                self.finish(
+                    id,
+                    Phase::Error,
+                    Some(format!(
+                        "{what} templates need the Kubernetes driver, which is not configured"
+                    )),
+                );
             }
             _ => self.begin_leaf(id, tmpl),
         }
@@ -592,7 +687,11 @@ impl Machine {
                     Some(k) if k == "wasm" => "wasm-step".to_string(),
                     Some(k) => k.clone(),
                     None => {
-                        self.finish(id, Phase::Error, Some("plugin template names no plugin".into()));
+                        self.finish(
+                            id,
+                            Phase::Error,
+                            Some("plugin template names no plugin".into()),
+                        );
                         return;
                     }
                 }
@@ -613,8 +712,16 @@ impl Machine {
             )
             .min();
         let memo = tmpl.memoize.as_ref().map(|m| {
-            let key = weft_expr::substitute(&m.key, &vars, Missing::Keep).unwrap_or_else(|_| m.key.clone());
-            (m.cache_name(), key, m.max_age.as_deref().and_then(duration_ms).map(|ms| ms / 1000))
+            let key = weft_expr::substitute(&m.key, &vars, Missing::Keep)
+                .unwrap_or_else(|_| m.key.clone());
+            (
+                m.cache_name(),
+                key,
+                m.max_age
+                    .as_deref()
+                    .and_then(duration_ms)
+                    .map(|ms| ms / 1000),
+            )
         });
         let sync = tmpl.synchronization.clone();
         {
@@ -629,7 +736,12 @@ impl Machine {
             let n = self.nodes.get_mut(id).expect("exists");
             n.memo_key = Some(key.clone());
             n.waiting = Some(Waiting::Memo);
-            self.act(Action::MemoLookup { node: id.to_string(), cache, key, max_age_s });
+            self.act(Action::MemoLookup {
+                node: id.to_string(),
+                cache,
+                key,
+                max_age_s,
+            });
             return;
         }
         if let Some(sync) = sync {
@@ -638,7 +750,10 @@ impl Machine {
                 let n = self.nodes.get_mut(id).expect("exists");
                 n.waiting = Some(Waiting::Locks);
                 n.locks = locks.clone();
-                self.act(Action::Acquire { node: id.to_string(), locks });
+                self.act(Action::Acquire {
+                    node: id.to_string(),
+                    locks,
+                });
                 return;
             }
         }
@@ -646,7 +761,9 @@ impl Machine {
     }
 
     fn memo_result(&mut self, id: &str, hit: Option<crate::runtime::MemoEntry>) {
-        let Some(n) = self.nodes.get_mut(id) else { return };
+        let Some(n) = self.nodes.get_mut(id) else {
+            return;
+        };
         if n.waiting != Some(Waiting::Memo) {
             return;
         }
@@ -668,7 +785,10 @@ impl Machine {
                 let n = self.nodes.get_mut(id).expect("exists");
                 n.waiting = Some(Waiting::Locks);
                 n.locks = locks.clone();
-                self.act(Action::Acquire { node: id.to_string(), locks });
+                self.act(Action::Acquire {
+                    node: id.to_string(),
+                    locks,
+                });
                 return;
             }
         }
@@ -687,7 +807,10 @@ impl Machine {
             && self.running_leaves >= p as usize
         {
             self.nodes.get_mut(id).expect("exists").waiting = Some(Waiting::Parallelism);
-            self.waiters.entry(String::new()).or_default().push_back(id.to_string());
+            self.waiters
+                .entry(String::new())
+                .or_default()
+                .push_back(id.to_string());
             self.mark(id);
             return;
         }
@@ -708,9 +831,17 @@ impl Machine {
         let deadline = n.deadline_ms;
         self.running_leaves += 1;
         self.mark(id);
-        self.act(Action::StartStep { node: id.to_string(), attempt, driver, template });
+        self.act(Action::StartStep {
+            node: id.to_string(),
+            attempt,
+            driver,
+            template,
+        });
         if let Some(d) = deadline {
-            self.act(Action::SetTimer { node: Some(id.to_string()), at_ms: d });
+            self.act(Action::SetTimer {
+                node: Some(id.to_string()),
+                at_ms: d,
+            });
         }
     }
 
@@ -729,7 +860,11 @@ impl Machine {
                 let key = r.get("key").and_then(Value::as_str).unwrap_or("");
                 // limit 0: the runtime looks the limit up in its configuration
                 out.push((format!("semaphore/{ns}/{name}/{key}"), 0));
-            } else if let Some(db) = s.get("database").and_then(|d| d.get("key")).and_then(Value::as_str) {
+            } else if let Some(db) = s
+                .get("database")
+                .and_then(|d| d.get("key"))
+                .and_then(Value::as_str)
+            {
                 out.push((format!("semaphore/{ns}/db/{db}"), 0));
             }
         }
@@ -737,7 +872,9 @@ impl Machine {
     }
 
     fn timer(&mut self, id: &str) {
-        let Some(n) = self.nodes.get(id).cloned() else { return };
+        let Some(n) = self.nodes.get(id).cloned() else {
+            return;
+        };
         if n.phase.is_done() {
             return;
         }
@@ -758,7 +895,9 @@ impl Machine {
             && n.started
         {
             if n.driver.is_some() {
-                self.act(Action::CancelStep { node: id.to_string() });
+                self.act(Action::CancelStep {
+                    node: id.to_string(),
+                });
             }
             self.finish(id, Phase::Failed, Some("Step exceeded its deadline".into()));
         }
@@ -779,17 +918,32 @@ impl Machine {
 
     fn finish_suspend(&mut self, id: &str, supplied: &[(String, String)]) {
         let declared = self.template_of(id).map(|t| t.outputs).unwrap_or_default();
-        let inputs = self.nodes[id].inputs.clone().map(|i| i.parameters).unwrap_or_default();
+        let inputs = self.nodes[id]
+            .inputs
+            .clone()
+            .map(|i| i.parameters)
+            .unwrap_or_default();
         let mut outputs = Outputs::default();
         for p in &declared.parameters {
             let v = supplied
                 .iter()
                 .find(|(k, _)| k == &p.name)
                 .map(|(_, v)| v.clone())
-                .or_else(|| p.value_from.as_ref().and_then(|vf| vf.default.as_ref()).map(|d| d.0.clone()))
+                .or_else(|| {
+                    p.value_from
+                        .as_ref()
+                        .and_then(|vf| vf.default.as_ref())
+                        .map(|d| d.0.clone())
+                })
                 .or_else(|| p.value.as_ref().map(|v| v.0.clone()))
                 // Argo's UI offers the node's input of the same name as the value to supply.
-                .or_else(|| inputs.iter().find(|i| i.name == p.name).and_then(|i| i.value.as_ref()).map(|v| v.0.clone()));
+                .or_else(|| {
+                    inputs
+                        .iter()
+                        .find(|i| i.name == p.name)
+                        .and_then(|i| i.value.as_ref())
+                        .map(|v| v.0.clone())
+                });
             if let Some(v) = v {
                 outputs.parameters.push(out_param(p, v));
             }
@@ -812,7 +966,13 @@ impl Machine {
         let mut running: Vec<(u64, NodeId)> = self
             .nodes
             .values()
-            .filter(|n| !n.phase.is_done() && !n.invocation.as_ref().is_some_and(|i| i.in_exit && !terminate))
+            .filter(|n| {
+                !n.phase.is_done()
+                    && !n
+                        .invocation
+                        .as_ref()
+                        .is_some_and(|i| i.in_exit && !terminate)
+            })
             .filter(|n| n.driver.is_some() || n.node_type == NodeType::Suspend || !n.started)
             .map(|n| (n.seq, n.id.clone()))
             .collect();
@@ -825,7 +985,10 @@ impl Machine {
             let msg = if message.contains("Max duration") {
                 "Step exceeded its deadline".to_string()
             } else {
-                format!("workflow shutdown with strategy: {}", self.wf.shutdown.as_deref().unwrap_or(""))
+                format!(
+                    "workflow shutdown with strategy: {}",
+                    self.wf.shutdown.as_deref().unwrap_or("")
+                )
             };
             self.finish(&id, Phase::Failed, Some(msg));
         }
@@ -835,7 +998,9 @@ impl Machine {
 
     /// A node reached its own final phase.
     pub(super) fn finish(&mut self, id: &str, phase: Phase, message: Option<String>) {
-        let Some(n) = self.nodes.get_mut(id) else { return };
+        let Some(n) = self.nodes.get_mut(id) else {
+            return;
+        };
         if n.phase.is_done() {
             return;
         }
@@ -866,7 +1031,10 @@ impl Machine {
             self.wake_waiters("");
         }
         if !locks.is_empty() {
-            self.act(Action::Release { node: id.to_string(), locks });
+            self.act(Action::Release {
+                node: id.to_string(),
+                locks,
+            });
         }
         // Outputs of composites, then global exports.
         let node_type = self.nodes[id].node_type;
@@ -878,8 +1046,13 @@ impl Machine {
             && let Some(t) = self.template_of(id)
             && let Some(m) = &t.memoize
         {
-            let outputs = serde_json::to_value(self.nodes[id].outputs.clone().unwrap_or_default()).unwrap_or(Value::Null);
-            self.act(Action::MemoSave { cache: m.cache_name(), key, outputs });
+            let outputs = serde_json::to_value(self.nodes[id].outputs.clone().unwrap_or_default())
+                .unwrap_or(Value::Null);
+            self.act(Action::MemoSave {
+                cache: m.cache_name(),
+                key,
+                outputs,
+            });
         }
         if let Some(p) = &parent
             && let Some(limiter) = self.limiter_for_parent(p)
@@ -887,7 +1060,10 @@ impl Machine {
             self.wake_waiters(&limiter);
         }
         // Exit handler of this step/task.
-        let on_exit = self.nodes[id].invocation.as_ref().and_then(|i| i.on_exit.clone());
+        let on_exit = self.nodes[id]
+            .invocation
+            .as_ref()
+            .and_then(|i| i.on_exit.clone());
         if let Some(hook) = on_exit
             && self.wf.shutdown.as_deref() != Some("Terminate")
         {
@@ -910,8 +1086,14 @@ impl Machine {
     fn hook_invocation(&self, hook: &LifecycleHook, scope: &str) -> Invocation {
         let source = match (&hook.template, &hook.template_ref) {
             (_, Some(r)) => TemplateSource::Ref(r.clone()),
-            (Some(t), None) => TemplateSource::Name { scope: scope.to_string(), name: t.clone() },
-            (None, None) => TemplateSource::Name { scope: scope.to_string(), name: String::new() },
+            (Some(t), None) => TemplateSource::Name {
+                scope: scope.to_string(),
+                name: t.clone(),
+            },
+            (None, None) => TemplateSource::Name {
+                scope: scope.to_string(),
+                name: String::new(),
+            },
         };
         Invocation {
             source,
@@ -928,13 +1110,18 @@ impl Machine {
     /// The node and its exit handler are done: tell the parent.
     fn settle(&mut self, id: &str) {
         match self.nodes[id].parent.clone() {
-            Some(p) => self.push(Work::ChildDone { parent: p, child: id.to_string() }),
+            Some(p) => self.push(Work::ChildDone {
+                parent: p,
+                child: id.to_string(),
+            }),
             None => self.root_settled_check(),
         }
     }
 
     pub(super) fn child_done(&mut self, parent: &str, child: &str) {
-        let Some(p) = self.nodes.get(parent) else { return };
+        let Some(p) = self.nodes.get(parent) else {
+            return;
+        };
         if p.exit_node.as_deref() == Some(child) {
             // the parent's exit handler finished
             self.settle(parent);
@@ -959,12 +1146,17 @@ impl Machine {
             return;
         }
         let root = self.wf.name.clone();
-        let Some(r) = self.nodes.get(&root) else { return };
+        let Some(r) = self.nodes.get(&root) else {
+            return;
+        };
         if !r.phase.is_done() || !r.finalised {
             return;
         }
         if let Some(e) = r.exit_node.clone()
-            && !self.nodes.get(&e).is_some_and(|x| x.phase.is_done() && x.finalised)
+            && !self
+                .nodes
+                .get(&e)
+                .is_some_and(|x| x.phase.is_done() && x.finalised)
         {
             return;
         }
@@ -975,7 +1167,10 @@ impl Machine {
         let hook = spec
             .on_exit
             .clone()
-            .map(|t| LifecycleHook { template: Some(t), ..Default::default() })
+            .map(|t| LifecycleHook {
+                template: Some(t),
+                ..Default::default()
+            })
             .or_else(|| spec.hooks.get("exit").cloned());
         if let Some(hook) = hook
             && self.wf.shutdown.as_deref() != Some("Terminate")
@@ -1007,7 +1202,11 @@ impl Machine {
             Phase::Succeeded | Phase::Skipped | Phase::Omitted => Phase::Succeeded,
             other => other,
         };
-        let phase = if self.wf.shutdown.is_some() && phase == Phase::Succeeded { Phase::Failed } else { phase };
+        let phase = if self.wf.shutdown.is_some() && phase == Phase::Succeeded {
+            Phase::Failed
+        } else {
+            phase
+        };
         self.finish_workflow(phase, root_msg);
     }
 
@@ -1023,12 +1222,18 @@ impl Machine {
     }
 
     fn export_globals(&mut self, id: &str) {
-        let Some(t) = self.template_of(id) else { return };
+        let Some(t) = self.template_of(id) else {
+            return;
+        };
         let outputs = self.nodes[id].outputs.clone().unwrap_or_default();
         let mut changed = false;
         for p in &t.outputs.parameters {
             if let Some(g) = &p.global_name
-                && let Some(v) = outputs.parameters.iter().find(|o| o.name == p.name).and_then(|o| o.value.clone())
+                && let Some(v) = outputs
+                    .parameters
+                    .iter()
+                    .find(|o| o.name == p.name)
+                    .and_then(|o| o.value.clone())
             {
                 self.wf.global_outputs.insert(g.clone(), v.0);
                 changed = true;
@@ -1040,7 +1245,9 @@ impl Machine {
             {
                 let mut v = serde_json::to_value(found).unwrap_or(Value::Null);
                 v["name"] = Value::String(g.clone());
-                self.wf.global_artifacts.retain(|x| x.get("name") != v.get("name"));
+                self.wf
+                    .global_artifacts
+                    .retain(|x| x.get("name") != v.get("name"));
                 self.wf.global_artifacts.push(v);
                 changed = true;
             }
@@ -1074,12 +1281,16 @@ impl Machine {
                 return Some(d.0.clone());
             }
         }
-        p.value.as_ref().map(|v| weft_expr::substitute(&v.0, &vars, Missing::Keep).unwrap_or_else(|_| v.0.clone()))
+        p.value.as_ref().map(|v| {
+            weft_expr::substitute(&v.0, &vars, Missing::Keep).unwrap_or_else(|_| v.0.clone())
+        })
     }
 
     /// Outputs of a steps/dag template from its scope.
     fn composite_outputs(&mut self, id: &str) {
-        let Some(t) = self.template_of(id) else { return };
+        let Some(t) = self.template_of(id) else {
+            return;
+        };
         if t.outputs.parameters.is_empty() && t.outputs.artifacts.is_empty() {
             return;
         }
@@ -1091,7 +1302,10 @@ impl Machine {
             }
         }
         for a in &t.outputs.artifacts {
-            let from = a.from.as_ref().and_then(|f| weft_expr::substitute(f, &vars, Missing::Keep).ok());
+            let from = a
+                .from
+                .as_ref()
+                .and_then(|f| weft_expr::substitute(f, &vars, Missing::Keep).ok());
             if let Some(f) = from
                 && let Ok(Value::Object(mut found)) = serde_json::from_str::<Value>(&f)
             {
@@ -1129,12 +1343,18 @@ impl Machine {
         let p = self.nodes.get(limiter)?;
         match p.node_type {
             NodeType::Steps | NodeType::DAG => p.limit,
-            _ => p.parent.as_ref().and_then(|gp| self.nodes.get(gp)).and_then(|g| g.limit),
+            _ => p
+                .parent
+                .as_ref()
+                .and_then(|gp| self.nodes.get(gp))
+                .and_then(|g| g.limit),
         }
     }
 
     fn slot_free(&self, limiter: &str, me: &str) -> bool {
-        let Some(limit) = self.limit_value(limiter) else { return true };
+        let Some(limit) = self.limit_value(limiter) else {
+            return true;
+        };
         let active = self
             .children_of(limiter)
             .iter()
@@ -1146,18 +1366,21 @@ impl Machine {
     }
 
     fn wake_waiters(&mut self, limiter: &str) {
-        let Some(q) = self.waiters.get_mut(limiter) else { return };
-        if let Some(next) = q.pop_front() {
-            if let Some(n) = self.nodes.get_mut(&next)
-                && n.waiting == Some(Waiting::Parallelism)
-            {
-                n.waiting = None;
-                if limiter.is_empty() {
-                    self.after_locks(&next);
-                } else {
-                    self.push(Work::Advance(next));
-                }
+        // Skip waiters that finished meanwhile (shutdown, deadline): wake the first live one.
+        while let Some(next) = self.waiters.get_mut(limiter).and_then(VecDeque::pop_front) {
+            let Some(n) = self.nodes.get_mut(&next) else {
+                continue;
+            };
+            if n.waiting != Some(Waiting::Parallelism) {
+                continue;
             }
+            n.waiting = None;
+            if limiter.is_empty() {
+                self.after_locks(&next);
+            } else {
+                self.push(Work::Advance(next));
+            }
+            return;
         }
     }
 
@@ -1226,7 +1449,11 @@ impl Machine {
             }
             if !g.phase.is_ok() {
                 let msg = format!("child '{}' failed", g.id);
-                let phase = if g.phase == Phase::Error { Phase::Error } else { Phase::Failed };
+                let phase = if g.phase == Phase::Error {
+                    Phase::Error
+                } else {
+                    Phase::Failed
+                };
                 self.finish(id, phase, Some(msg));
                 return;
             }
@@ -1257,10 +1484,17 @@ impl Machine {
         g.started_ms = Some(self.now);
         g.depth = n.depth + 1;
         g.template_scope = n.template_scope.clone();
-        g.invocation = Some(Invocation { no_retry: true, in_exit, ..inv });
+        g.invocation = Some(Invocation {
+            no_retry: true,
+            in_exit,
+            ..inv
+        });
         g.template_name = n.template_name.clone();
         g.limit = n.limit;
-        self.children.entry(id.to_string()).or_default().push(gid.clone());
+        self.children
+            .entry(id.to_string())
+            .or_default()
+            .push(gid.clone());
         self.nodes.insert(gid.clone(), g);
         self.mark(&gid);
         self.expand_group(id, &gid, &groups[next].0);
@@ -1269,7 +1503,10 @@ impl Machine {
     /// Create the children of a step group.
     fn expand_group(&mut self, steps_id: &str, gid: &str, steps: &[WorkflowStep]) {
         let scope_name = self.nodes[steps_id].template_scope.clone();
-        let in_exit = self.nodes[steps_id].invocation.as_ref().is_some_and(|i| i.in_exit);
+        let in_exit = self.nodes[steps_id]
+            .invocation
+            .as_ref()
+            .is_some_and(|i| i.in_exit);
         let group_name = self.nodes[gid].name.clone();
         let mut created = Vec::new();
         for st in steps {
@@ -1287,22 +1524,47 @@ impl Machine {
                     .enumerate()
                     .map(|(i, it)| {
                         let label = loop_label(i, &it);
-                        (format!("{group_name}.{}{label}", st.name), format!("{}{label}", st.name), Some(it))
+                        (
+                            format!("{group_name}.{}{label}", st.name),
+                            format!("{}{label}", st.name),
+                            Some(it),
+                        )
                     })
                     .collect(),
             };
             for (name, display, item) in expansions {
                 match self.prepare_step(steps_id, st, item.as_ref(), &scope_name, in_exit) {
                     Ok(Some(inv)) => {
-                        let id = self.create_node(Some(gid), name, display, inv, Some(steps_id.to_string()), item);
+                        let id = self.create_node(
+                            Some(gid),
+                            name,
+                            display,
+                            inv,
+                            Some(steps_id.to_string()),
+                            item,
+                        );
                         created.push(id);
                     }
                     Ok(None) => {
                         let when = st.when.clone().unwrap_or_default();
-                        self.create_skipped(gid, name, display, Phase::Skipped, format!("when '{when}' evaluated false"), Some(steps_id.to_string()));
+                        self.create_skipped(
+                            gid,
+                            name,
+                            display,
+                            Phase::Skipped,
+                            format!("when '{when}' evaluated false"),
+                            Some(steps_id.to_string()),
+                        );
                     }
                     Err(e) => {
-                        let id = self.create_skipped(gid, name, display, Phase::Error, e, Some(steps_id.to_string()));
+                        let id = self.create_skipped(
+                            gid,
+                            name,
+                            display,
+                            Phase::Error,
+                            e,
+                            Some(steps_id.to_string()),
+                        );
                         let _ = id;
                     }
                 }
@@ -1325,11 +1587,20 @@ impl Machine {
             return Ok(Some(out));
         }
         if let Some(p) = &st.with_param {
-            let text = weft_expr::substitute(p, vars, Missing::Error).map_err(|e| format!("withParam: {e}"))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| format!("withParam value is not a JSON list ({e}): {}", truncate(&text)))?;
+            let text = weft_expr::substitute(p, vars, Missing::Error)
+                .map_err(|e| format!("withParam: {e}"))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "withParam value is not a JSON list ({e}): {}",
+                    truncate(&text)
+                )
+            })?;
             return match v {
                 Value::Array(a) => Ok(Some(a)),
-                _ => Err(format!("withParam value is not a JSON list: {}", truncate(&text))),
+                _ => Err(format!(
+                    "withParam value is not a JSON list: {}",
+                    truncate(&text)
+                )),
             };
         }
         if let Some(seq) = &st.with_sequence {
@@ -1337,8 +1608,12 @@ impl Machine {
                 match x {
                     None => Ok(None),
                     Some(v) => {
-                        let t = weft_expr::substitute(&v.text(), vars, Missing::Error).map_err(|e| e.to_string())?;
-                        t.trim().parse::<i64>().map(Some).map_err(|_| format!("withSequence: {t:?} is not an integer"))
+                        let t = weft_expr::substitute(&v.text(), vars, Missing::Error)
+                            .map_err(|e| e.to_string())?;
+                        t.trim()
+                            .parse::<i64>()
+                            .map(Some)
+                            .map_err(|_| format!("withSequence: {t:?} is not an integer"))
                     }
                 }
             };
@@ -1353,10 +1628,12 @@ impl Machine {
             };
             return Ok(Some(
                 nums.into_iter()
-                    .map(|n| Value::String(match &seq.format {
-                        Some(f) => sprintf_int(f, n),
-                        None => n.to_string(),
-                    }))
+                    .map(|n| {
+                        Value::String(match &seq.format {
+                            Some(f) => sprintf_int(f, n),
+                            None => n.to_string(),
+                        })
+                    })
                     .collect(),
             ));
         }
@@ -1364,19 +1641,28 @@ impl Machine {
     }
 
     /// Render a step's `when` and arguments for one item. `Ok(None)`: skipped.
-    fn prepare_step(&mut self, owner: &str, st: &WorkflowStep, item: Option<&Value>, scope: &str, in_exit: bool) -> Result<Option<Invocation>, String> {
+    fn prepare_step(
+        &mut self,
+        owner: &str,
+        st: &WorkflowStep,
+        item: Option<&Value>,
+        scope: &str,
+        in_exit: bool,
+    ) -> Result<Option<Invocation>, String> {
         let overlay = item.map(item_vars).unwrap_or_default();
         let vars = self.scope_mut(owner);
         with_overlay(vars, &overlay, |vars| {
             if let Some(w) = &st.when {
-                let cond = weft_expr::substitute(w, vars, Missing::Error).map_err(|e| format!("when: {e}"))?;
+                let cond = weft_expr::substitute(w, vars, Missing::Error)
+                    .map_err(|e| format!("when: {e}"))?;
                 if !weft_expr::eval_when(&cond).map_err(|e| e.to_string())? {
                     return Ok(None);
                 }
             }
             let args = serde_json::to_value(&st.arguments).map_err(|e| e.to_string())?;
             let args = render_value(&args, vars, Missing::Keep).map_err(|e| e.to_string())?;
-            let mut arguments: Arguments = serde_json::from_value(args).map_err(|e| e.to_string())?;
+            let mut arguments: Arguments =
+                serde_json::from_value(args).map_err(|e| e.to_string())?;
             // artifacts `from`/`fromExpression` resolve in the caller's scope
             for a in &mut arguments.artifacts {
                 if let Some(f) = a.from_expression.take()
@@ -1388,13 +1674,19 @@ impl Machine {
             let source = match (&st.template, &st.template_ref, &st.inline) {
                 (_, _, Some(t)) => TemplateSource::Inline(t.clone()),
                 (_, Some(r), None) => TemplateSource::Ref(r.clone()),
-                (Some(t), None, None) => TemplateSource::Name { scope: scope.to_string(), name: t.clone() },
+                (Some(t), None, None) => TemplateSource::Name {
+                    scope: scope.to_string(),
+                    name: t.clone(),
+                },
                 (None, None, None) => return Err(format!("step {:?} names no template", st.name)),
             };
             let on_exit = st
                 .on_exit
                 .clone()
-                .map(|t| LifecycleHook { template: Some(t), ..Default::default() })
+                .map(|t| LifecycleHook {
+                    template: Some(t),
+                    ..Default::default()
+                })
                 .or_else(|| st.hooks.get("exit").cloned())
                 .map(Box::new);
             let mut hooks = st.hooks.clone();
@@ -1423,12 +1715,19 @@ impl Machine {
         for c in &children {
             let n = &self.nodes[c];
             if !n.phase.is_ok() && !continues(n) {
-                phase = if n.phase == Phase::Error { Phase::Error } else { Phase::Failed };
+                phase = if n.phase == Phase::Error {
+                    Phase::Error
+                } else {
+                    Phase::Failed
+                };
                 message = Some(format!("child '{}' failed", n.id));
                 break;
             }
         }
-        let steps_id = self.nodes[gid].parent.clone().expect("groups have a parent");
+        let steps_id = self.nodes[gid]
+            .parent
+            .clone()
+            .expect("groups have a parent");
         self.finish(gid, phase, message);
         self.record_group(&steps_id, gid);
     }
@@ -1455,12 +1754,17 @@ impl Machine {
 
     /// Done, exit handler included.
     pub(super) fn settled(&self, id: &str) -> bool {
-        let Some(n) = self.nodes.get(id) else { return true };
+        let Some(n) = self.nodes.get(id) else {
+            return true;
+        };
         if !n.phase.is_done() || !n.finalised {
             return false;
         }
         match &n.exit_node {
-            Some(e) => self.nodes.get(e).is_none_or(|x| x.phase.is_done() && x.finalised && self.settled(e)),
+            Some(e) => self
+                .nodes
+                .get(e)
+                .is_none_or(|x| x.phase.is_done() && x.finalised && self.settled(e)),
             None => true,
         }
     }
@@ -1468,8 +1772,12 @@ impl Machine {
     // ------------------------------------------------------------------ retry
 
     fn advance_retry(&mut self, id: &str) {
-        let Some(t) = self.template_of(id) else { return };
-        let Some(rs) = self.retry_strategy(&t) else { return };
+        let Some(t) = self.template_of(id) else {
+            return;
+        };
+        let Some(rs) = self.retry_strategy(&t) else {
+            return;
+        };
         let children = self.children_of(id).to_vec();
         let n = &self.nodes[id];
         if n.wake_ms.is_some() {
@@ -1498,28 +1806,50 @@ impl Machine {
             let policy_ok = match policy {
                 "Always" => true,
                 "OnError" => c.phase == Phase::Error,
-                "OnTransientError" => c.phase == Phase::Error && c.message.as_deref().is_some_and(is_transient),
+                "OnTransientError" => {
+                    c.phase == Phase::Error && c.message.as_deref().is_some_and(is_transient)
+                }
                 _ => c.phase == Phase::Failed,
             };
             let mut expr_ok = true;
             if let Some(e) = &rs.expression {
                 let mut v = vars.clone();
-                v.insert("lastRetry.exitCode", c.outputs.as_ref().and_then(|o| o.exit_code.clone()).unwrap_or_else(|| "-1".into()));
+                v.insert(
+                    "lastRetry.exitCode",
+                    c.outputs
+                        .as_ref()
+                        .and_then(|o| o.exit_code.clone())
+                        .unwrap_or_else(|| "-1".into()),
+                );
                 v.insert("lastRetry.status", c.phase.as_str());
                 v.insert("lastRetry.message", c.message.clone().unwrap_or_default());
                 v.insert(
                     "lastRetry.duration",
-                    (((c.finished_ms.unwrap_or(self.now) - c.started_ms.unwrap_or(self.now)) as f64) / 1000.0).to_string(),
+                    (((c.finished_ms.unwrap_or(self.now) - c.started_ms.unwrap_or(self.now))
+                        as f64)
+                        / 1000.0)
+                        .to_string(),
                 );
                 expr_ok = matches!(weft_expr::eval(e, &v), Ok(Value::Bool(true)));
             }
             let under_limit = limit.is_none_or(|l| attempts <= l);
             let mut msg = c.message.clone();
-            let mut retry = policy_ok && expr_ok && under_limit && self.shutting_down_for(&self.nodes[id]).is_none();
+            let mut retry = policy_ok
+                && expr_ok
+                && under_limit
+                && self.shutting_down_for(&self.nodes[id]).is_none();
             let mut wait_ms = 0;
             if retry && let Some(b) = &rs.backoff {
-                let base = b.duration.as_ref().and_then(|d| duration_ms(&d.0)).unwrap_or(0);
-                let factor = b.factor.as_ref().and_then(|f| f.text().parse::<f64>().ok()).unwrap_or(1.0);
+                let base = b
+                    .duration
+                    .as_ref()
+                    .and_then(|d| duration_ms(&d.0))
+                    .unwrap_or(0);
+                let factor = b
+                    .factor
+                    .as_ref()
+                    .and_then(|f| f.text().parse::<f64>().ok())
+                    .unwrap_or(1.0);
                 wait_ms = (base as f64 * factor.powi((attempts - 1).max(0) as i32)) as i64;
                 if let Some(cap) = b.cap.as_ref().and_then(|d| duration_ms(&d.0)) {
                     wait_ms = wait_ms.min(cap);
@@ -1535,7 +1865,11 @@ impl Machine {
             if !retry {
                 let outputs = c.outputs.clone();
                 self.nodes.get_mut(id).expect("exists").outputs = outputs;
-                self.finish(id, c.phase, msg.or_else(|| Some(format!("No more retries left"))));
+                self.finish(
+                    id,
+                    c.phase,
+                    msg.or_else(|| Some("No more retries left".to_string())),
+                );
                 return;
             }
             if wait_ms > 0 && self.nodes[id].message.as_deref() != Some("backoff-done") {
@@ -1544,7 +1878,10 @@ impl Machine {
                 n.wake_ms = Some(at);
                 n.message = Some("backoff-done".into());
                 self.mark(id);
-                self.act(Action::SetTimer { node: Some(id.to_string()), at_ms: at });
+                self.act(Action::SetTimer {
+                    node: Some(id.to_string()),
+                    at_ms: at,
+                });
                 return;
             }
         }
@@ -1574,7 +1911,11 @@ impl Machine {
         let t = self.template_of(id).ok_or("template vanished")?;
         let dag = t.dag.clone().unwrap_or_default();
         let tasks = dag.tasks.clone();
-        let by_name: HashMap<String, usize> = tasks.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let by_name: HashMap<String, usize> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         let mut deps = vec![Vec::new(); tasks.len()];
         let mut depends = vec![None; tasks.len()];
         let mut failure_handled = vec![false; tasks.len()];
@@ -1582,7 +1923,9 @@ impl Machine {
             if let Some(d) = &task.depends {
                 let parsed = Depends::parse(d).map_err(|e| format!("task {:?}: {e}", task.name))?;
                 for name in parsed.tasks() {
-                    let j = *by_name.get(&name).ok_or_else(|| format!("task {:?} depends on unknown task {name:?}", task.name))?;
+                    let j = *by_name.get(&name).ok_or_else(|| {
+                        format!("task {:?} depends on unknown task {name:?}", task.name)
+                    })?;
                     deps[i].push(j);
                     if d.contains(&format!("{name}.Failed"))
                         || d.contains(&format!("{name}.Errored"))
@@ -1596,7 +1939,9 @@ impl Machine {
                 depends[i] = Some(parsed);
             } else {
                 for name in &task.dependencies {
-                    let j = *by_name.get(name).ok_or_else(|| format!("task {:?} depends on unknown task {name:?}", task.name))?;
+                    let j = *by_name.get(name).ok_or_else(|| {
+                        format!("task {:?} depends on unknown task {name:?}", task.name)
+                    })?;
                     deps[i].push(j);
                 }
             }
@@ -1608,12 +1953,22 @@ impl Machine {
             }
         }
         let vars = self.scope_mut(id).clone();
-        let target = dag.target.as_ref().map(|t| weft_expr::substitute(t, &vars, Missing::Keep).unwrap_or_default());
+        let target = dag
+            .target
+            .as_ref()
+            .map(|t| weft_expr::substitute(t, &vars, Missing::Keep).unwrap_or_default());
         let mut in_target = vec![target.is_none(); tasks.len()];
         if let Some(target) = target {
             let mut stack: Vec<usize> = Vec::new();
-            for name in target.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()) {
-                stack.push(*by_name.get(name).ok_or_else(|| format!("target task {name:?} not found"))?);
+            for name in target
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|s| !s.is_empty())
+            {
+                stack.push(
+                    *by_name
+                        .get(name)
+                        .ok_or_else(|| format!("target task {name:?} not found"))?,
+                );
             }
             while let Some(i) = stack.pop() {
                 if !in_target[i] {
@@ -1639,7 +1994,18 @@ impl Machine {
         }
         self.dags.insert(
             id.to_string(),
-            DagIndex { tasks, by_name, deps, depends, dependents, node, omitted, in_target, stop: false, failure_handled },
+            DagIndex {
+                tasks,
+                by_name,
+                deps,
+                depends,
+                dependents,
+                node,
+                omitted,
+                in_target,
+                stop: false,
+                failure_handled,
+            },
         );
         Ok(())
     }
@@ -1664,12 +2030,17 @@ impl Machine {
         // Record the finished task's variables (loops record in advance_taskgroup).
         if let Some(h) = hint
             && self.settled(h)
-            && self.nodes.get(h).is_some_and(|n| n.node_type != NodeType::TaskGroup && n.parent.as_deref() == Some(id))
+            && self.nodes.get(h).is_some_and(|n| {
+                n.node_type != NodeType::TaskGroup && n.parent.as_deref() == Some(id)
+            })
         {
             self.record_task(id, h);
         }
         // failFast bookkeeping for the finished child.
-        let fail_fast = self.template_of(id).and_then(|t| t.dag.and_then(|d| d.fail_fast)).unwrap_or(true);
+        let fail_fast = self
+            .template_of(id)
+            .and_then(|t| t.dag.and_then(|d| d.fail_fast))
+            .unwrap_or(true);
         if let Some(h) = hint
             && let Some(n) = self.nodes.get(h)
             && !n.phase.is_ok()
@@ -1692,16 +2063,20 @@ impl Machine {
             }
             match self.task_ready(id, i) {
                 None => {}
-                Some(true) => {
-                    if !self.dags[id].stop {
-                        to_start.push(i);
-                    }
-                }
+                Some(true) if !self.dags[id].stop => to_start.push(i),
+                Some(true) => {}
                 Some(false) => {
                     self.dags.get_mut(id).expect("built").omitted[i] = true;
                     let dag_name = self.nodes[id].name.clone();
                     let task = self.dags[id].tasks[i].name.clone();
-                    let nid = self.create_skipped(id, format!("{dag_name}.{task}"), task, Phase::Omitted, "omitted: depends condition not met".into(), Some(id.to_string()));
+                    let nid = self.create_skipped(
+                        id,
+                        format!("{dag_name}.{task}"),
+                        task,
+                        Phase::Omitted,
+                        "omitted: depends condition not met".into(),
+                        Some(id.to_string()),
+                    );
                     self.dags.get_mut(id).expect("built").node[i] = Some(nid);
                     work.extend(self.dags[id].dependents[i].iter().copied());
                 }
@@ -1741,7 +2116,11 @@ impl Machine {
                 && !continues(n)
                 && !idx.failure_handled[i]
             {
-                phase = if n.phase == Phase::Error { Phase::Error } else { Phase::Failed };
+                phase = if n.phase == Phase::Error {
+                    Phase::Error
+                } else {
+                    Phase::Failed
+                };
                 message = Some(format!("child '{}' failed", n.id));
                 break;
             }
@@ -1766,7 +2145,11 @@ impl Machine {
         match &idx.depends[i] {
             Some(d) => d.eval(&|name, r| {
                 let (n, _) = phase_of(name)?;
-                let kids = || self.children_of(&n.id).iter().filter_map(|c| self.nodes.get(c));
+                let kids = || {
+                    self.children_of(&n.id)
+                        .iter()
+                        .filter_map(|c| self.nodes.get(c))
+                };
                 Some(match r {
                     DependResult::Succeeded => n.phase == Phase::Succeeded,
                     DependResult::Failed => n.phase == Phase::Failed,
@@ -1803,14 +2186,27 @@ impl Machine {
         let task = self.dags[dag_id].tasks[i].clone();
         let dag_name = self.nodes[dag_id].name.clone();
         let scope = self.nodes[dag_id].template_scope.clone();
-        let in_exit = self.nodes[dag_id].invocation.as_ref().is_some_and(|i| i.in_exit);
+        let in_exit = self.nodes[dag_id]
+            .invocation
+            .as_ref()
+            .is_some_and(|i| i.in_exit);
         let name = format!("{dag_name}.{}", task.name);
         let items = match self.loop_items(dag_id, &task) {
             Ok(x) => x,
             Err(e) => {
-                let nid = self.create_skipped(dag_id, name, task.name.clone(), Phase::Error, e, Some(dag_id.to_string()));
+                let nid = self.create_skipped(
+                    dag_id,
+                    name,
+                    task.name.clone(),
+                    Phase::Error,
+                    e,
+                    Some(dag_id.to_string()),
+                );
                 self.dags.get_mut(dag_id).expect("built").node[i] = Some(nid.clone());
-                self.push(Work::ChildDone { parent: dag_id.to_string(), child: nid });
+                self.push(Work::ChildDone {
+                    parent: dag_id.to_string(),
+                    child: nid,
+                });
                 return;
             }
         };
@@ -1818,19 +2214,46 @@ impl Machine {
             None => {
                 let nid = match self.prepare_step(dag_id, &task, None, &scope, in_exit) {
                     Ok(Some(inv)) => {
-                        let nid = self.create_node(Some(dag_id), name, task.name.clone(), inv, Some(dag_id.to_string()), None);
+                        let nid = self.create_node(
+                            Some(dag_id),
+                            name,
+                            task.name.clone(),
+                            inv,
+                            Some(dag_id.to_string()),
+                            None,
+                        );
                         self.push(Work::Advance(nid.clone()));
                         nid
                     }
                     Ok(None) => {
                         let when = task.when.clone().unwrap_or_default();
-                        let nid = self.create_skipped(dag_id, name, task.name.clone(), Phase::Skipped, format!("when '{when}' evaluated false"), Some(dag_id.to_string()));
-                        self.push(Work::ChildDone { parent: dag_id.to_string(), child: nid.clone() });
+                        let nid = self.create_skipped(
+                            dag_id,
+                            name,
+                            task.name.clone(),
+                            Phase::Skipped,
+                            format!("when '{when}' evaluated false"),
+                            Some(dag_id.to_string()),
+                        );
+                        self.push(Work::ChildDone {
+                            parent: dag_id.to_string(),
+                            child: nid.clone(),
+                        });
                         nid
                     }
                     Err(e) => {
-                        let nid = self.create_skipped(dag_id, name, task.name.clone(), Phase::Error, e, Some(dag_id.to_string()));
-                        self.push(Work::ChildDone { parent: dag_id.to_string(), child: nid.clone() });
+                        let nid = self.create_skipped(
+                            dag_id,
+                            name,
+                            task.name.clone(),
+                            Phase::Error,
+                            e,
+                            Some(dag_id.to_string()),
+                        );
+                        self.push(Work::ChildDone {
+                            parent: dag_id.to_string(),
+                            child: nid.clone(),
+                        });
                         nid
                     }
                 };
@@ -1841,7 +2264,13 @@ impl Machine {
                 let seq = self.wf.next_seq;
                 self.wf.next_seq += 1;
                 self.mark_wf();
-                let mut g = Node::new(gid.clone(), name.clone(), task.name.clone(), NodeType::TaskGroup, seq);
+                let mut g = Node::new(
+                    gid.clone(),
+                    name.clone(),
+                    task.name.clone(),
+                    NodeType::TaskGroup,
+                    seq,
+                );
                 g.parent = Some(dag_id.to_string());
                 g.boundary_id = Some(dag_id.to_string());
                 g.phase = Phase::Running;
@@ -1855,7 +2284,10 @@ impl Machine {
                     on_exit: None,
                     ..inv
                 });
-                self.children.entry(dag_id.to_string()).or_default().push(gid.clone());
+                self.children
+                    .entry(dag_id.to_string())
+                    .or_default()
+                    .push(gid.clone());
                 self.nodes.insert(gid.clone(), g);
                 self.mark(&gid);
                 self.dags.get_mut(dag_id).expect("built").node[i] = Some(gid.clone());
@@ -1865,13 +2297,34 @@ impl Machine {
                     let cname = format!("{name}{label}");
                     let display = format!("{}{label}", task.name);
                     match self.prepare_step(dag_id, &task, Some(&it), &scope, in_exit) {
-                        Ok(Some(inv)) => created.push(self.create_node(Some(&gid), cname, display, inv, Some(dag_id.to_string()), Some(it))),
+                        Ok(Some(inv)) => created.push(self.create_node(
+                            Some(&gid),
+                            cname,
+                            display,
+                            inv,
+                            Some(dag_id.to_string()),
+                            Some(it),
+                        )),
                         Ok(None) => {
                             let when = task.when.clone().unwrap_or_default();
-                            self.create_skipped(&gid, cname, display, Phase::Skipped, format!("when '{when}' evaluated false"), Some(dag_id.to_string()));
+                            self.create_skipped(
+                                &gid,
+                                cname,
+                                display,
+                                Phase::Skipped,
+                                format!("when '{when}' evaluated false"),
+                                Some(dag_id.to_string()),
+                            );
                         }
                         Err(e) => {
-                            self.create_skipped(&gid, cname, display, Phase::Error, e, Some(dag_id.to_string()));
+                            self.create_skipped(
+                                &gid,
+                                cname,
+                                display,
+                                Phase::Error,
+                                e,
+                                Some(dag_id.to_string()),
+                            );
                         }
                     }
                 }
@@ -1893,12 +2346,19 @@ impl Machine {
         for c in &children {
             let n = &self.nodes[c];
             if !n.phase.is_ok() && !continues(n) {
-                phase = if n.phase == Phase::Error { Phase::Error } else { Phase::Failed };
+                phase = if n.phase == Phase::Error {
+                    Phase::Error
+                } else {
+                    Phase::Failed
+                };
                 message = Some(format!("child '{}' failed", n.id));
                 break;
             }
         }
-        let dag_id = self.nodes[gid].parent.clone().expect("task groups have a parent");
+        let dag_id = self.nodes[gid]
+            .parent
+            .clone()
+            .expect("task groups have a parent");
         let task = self.nodes[gid].display_name.clone();
         self.finish(gid, phase, message);
         self.record_unit(&dag_id, &format!("tasks.{task}"), &children, true);
@@ -1908,13 +2368,20 @@ impl Machine {
     /// `advance_taskgroup`).
     pub(super) fn record_task(&mut self, dag_id: &str, child: &str) {
         let task = self.nodes[child].display_name.clone();
-        self.record_unit(dag_id, &format!("tasks.{task}"), &[child.to_string()], false);
+        self.record_unit(
+            dag_id,
+            &format!("tasks.{task}"),
+            &[child.to_string()],
+            false,
+        );
     }
 }
 
 /// A failed node whose `continueOn` tolerates the failure.
 fn continues(n: &Node) -> bool {
-    let Some(c) = n.invocation.as_ref().and_then(|i| i.continue_on.as_ref()) else { return false };
+    let Some(c) = n.invocation.as_ref().and_then(|i| i.continue_on.as_ref()) else {
+        return false;
+    };
     match n.phase {
         Phase::Failed => c.failed == Some(true),
         Phase::Error => c.error == Some(true),
@@ -1923,14 +2390,28 @@ fn continues(n: &Node) -> bool {
 }
 
 fn out_param(p: &Parameter, value: String) -> Parameter {
-    Parameter { name: p.name.clone(), value: Some(AnyString(value)), global_name: p.global_name.clone(), ..Default::default() }
+    Parameter {
+        name: p.name.clone(),
+        value: Some(AnyString(value)),
+        global_name: p.global_name.clone(),
+        ..Default::default()
+    }
 }
 
 fn is_transient(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    ["connection reset", "timeout", "timed out", "temporarily", "transient", "eof", "too many requests", "connection refused"]
-        .iter()
-        .any(|k| m.contains(k))
+    [
+        "connection reset",
+        "timeout",
+        "timed out",
+        "temporarily",
+        "transient",
+        "eof",
+        "too many requests",
+        "connection refused",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
 }
 
 fn truncate(s: &str) -> String {
@@ -1947,9 +2428,14 @@ fn truncate(s: &str) -> String {
 
 /// A tiny printf for withSequence formats like `%02d`, `%d`, `%x`, `test-%03d`.
 fn sprintf_int(fmt: &str, n: i64) -> String {
-    let Some(pos) = fmt.find('%') else { return fmt.to_string() };
+    let Some(pos) = fmt.find('%') else {
+        return fmt.to_string();
+    };
     let rest = &fmt[pos + 1..];
-    let spec_len = rest.find(|c: char| c.is_ascii_alphabetic()).map(|i| i + 1).unwrap_or(rest.len());
+    let spec_len = rest
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| i + 1)
+        .unwrap_or(rest.len());
     let spec = &rest[..spec_len];
     let (flags, conv) = spec.split_at(spec.len().saturating_sub(1));
     let zero = flags.starts_with('0');

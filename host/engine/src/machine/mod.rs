@@ -97,12 +97,18 @@ pub enum Event {
     /// The workflow's deadline timer fired.
     WorkflowTimer,
     /// Result of a memo-cache lookup for a node.
-    MemoResult { node: NodeId, hit: Option<MemoEntry> },
+    MemoResult {
+        node: NodeId,
+        hit: Option<MemoEntry>,
+    },
     /// Every lock a node asked for is now held.
     LocksAcquired { node: NodeId },
     /// Resume suspended nodes (all when `node` is None), optionally supplying
     /// output parameters (`valueFrom.supplied`).
-    Resume { node: Option<String>, parameters: Vec<(String, String)> },
+    Resume {
+        node: Option<String>,
+        parameters: Vec<(String, String)>,
+    },
     /// `Stop`: cancel running steps, then run exit handlers. `Terminate`: cancel, no exit handlers.
     Shutdown { terminate: bool, message: String },
 }
@@ -111,17 +117,34 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Hand a step to a driver.
-    StartStep { node: NodeId, attempt: u32, driver: String, template: Value },
+    StartStep {
+        node: NodeId,
+        attempt: u32,
+        driver: String,
+        template: Value,
+    },
     /// Stop a running step.
     CancelStep { node: NodeId },
     /// Deliver `Event::Timer{node}` (or `WorkflowTimer` when `node` is None) at `at_ms`.
     SetTimer { node: Option<NodeId>, at_ms: i64 },
     /// Look up the memo cache and deliver `Event::MemoResult`.
-    MemoLookup { node: NodeId, cache: String, key: String, max_age_s: Option<i64> },
+    MemoLookup {
+        node: NodeId,
+        cache: String,
+        key: String,
+        max_age_s: Option<i64>,
+    },
     /// Save outputs in the memo cache.
-    MemoSave { cache: String, key: String, outputs: Value },
+    MemoSave {
+        cache: String,
+        key: String,
+        outputs: Value,
+    },
     /// Take every listed lock (key, limit) for `node`, then deliver `Event::LocksAcquired`.
-    Acquire { node: NodeId, locks: Vec<(String, u32)> },
+    Acquire {
+        node: NodeId,
+        locks: Vec<(String, u32)>,
+    },
     /// Give the listed locks back.
     Release { node: NodeId, locks: Vec<String> },
     /// The workflow reached its final phase.
@@ -166,7 +189,11 @@ impl Machine {
         stored: BTreeMap<String, WorkflowSpec>,
         now_ms: i64,
     ) -> Result<Machine, MachineError> {
-        let entrypoint = workflow.spec.entrypoint.clone().ok_or(MachineError::NoEntrypoint)?;
+        let entrypoint = workflow
+            .spec
+            .entrypoint
+            .clone()
+            .ok_or(MachineError::NoEntrypoint)?;
         if workflow.spec.template(&entrypoint).is_none() {
             return Err(MachineError::UnknownEntrypoint(entrypoint));
         }
@@ -298,11 +325,18 @@ impl Machine {
                 outputs.insert("parameters".into(), Value::Array(params));
             }
             if !self.wf.global_artifacts.is_empty() {
-                outputs.insert("artifacts".into(), Value::Array(self.wf.global_artifacts.clone()));
+                outputs.insert(
+                    "artifacts".into(),
+                    Value::Array(self.wf.global_artifacts.clone()),
+                );
             }
             status.insert("outputs".into(), Value::Object(outputs));
         }
-        let done = self.nodes.values().filter(|n| n.driver.is_some() && n.phase.is_done()).count();
+        let done = self
+            .nodes
+            .values()
+            .filter(|n| n.driver.is_some() && n.phase.is_done())
+            .count();
         let total = self.nodes.values().filter(|n| n.driver.is_some()).count();
         status.insert("progress".into(), Value::from(format!("{done}/{total}")));
         Value::Object(status)

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::model::{Arguments, ContinueOn, LifecycleHook, NodeType, Outputs, Phase, Template, TemplateRef};
+use crate::model::{
+    Arguments, ContinueOn, LifecycleHook, NodeType, Outputs, Phase, Template, TemplateRef,
+};
 
 pub type NodeId = String;
 
@@ -15,7 +17,10 @@ pub type NodeId = String;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TemplateSource {
     /// A template by name in `scope` ("" = the workflow, or a stored-template key).
-    Name { scope: String, name: String },
+    Name {
+        scope: String,
+        name: String,
+    },
     Ref(TemplateRef),
     Inline(Box<Template>),
 }
@@ -139,7 +144,13 @@ pub enum Waiting {
 }
 
 impl Node {
-    pub fn new(id: NodeId, name: String, display_name: String, node_type: NodeType, seq: u64) -> Node {
+    pub fn new(
+        id: NodeId,
+        name: String,
+        display_name: String,
+        node_type: NodeType,
+        seq: u64,
+    ) -> Node {
         Node {
             id,
             name,
@@ -183,17 +194,27 @@ impl Node {
         m.insert("id".into(), json!(self.id));
         m.insert("name".into(), json!(self.name));
         m.insert("displayName".into(), json!(self.display_name));
-        m.insert("type".into(), serde_json::to_value(self.node_type).unwrap_or(Value::Null));
+        m.insert(
+            "type".into(),
+            serde_json::to_value(self.node_type).unwrap_or(Value::Null),
+        );
         m.insert("phase".into(), json!(self.phase.as_str()));
         if let Some(t) = &self.template_name {
             m.insert("templateName".into(), json!(t));
         }
         if let Some(t) = &self.template_ref {
-            m.insert("templateRef".into(), serde_json::to_value(t).unwrap_or(Value::Null));
+            m.insert(
+                "templateRef".into(),
+                serde_json::to_value(t).unwrap_or(Value::Null),
+            );
         }
         m.insert(
             "templateScope".into(),
-            json!(if self.template_scope.is_empty() { "local/".to_string() } else { self.template_scope.clone() }),
+            json!(if self.template_scope.is_empty() {
+                "local/".to_string()
+            } else {
+                self.template_scope.clone()
+            }),
         );
         if let Some(b) = &self.boundary_id {
             m.insert("boundaryID".into(), json!(b));
@@ -213,15 +234,24 @@ impl Node {
         if let Some(i) = &self.inputs
             && !i.is_empty()
         {
-            m.insert("inputs".into(), serde_json::to_value(i).unwrap_or(Value::Null));
+            m.insert(
+                "inputs".into(),
+                serde_json::to_value(i).unwrap_or(Value::Null),
+            );
         }
         if let Some(o) = &self.outputs
             && !o.is_empty()
         {
-            m.insert("outputs".into(), serde_json::to_value(o).unwrap_or(Value::Null));
+            m.insert(
+                "outputs".into(),
+                serde_json::to_value(o).unwrap_or(Value::Null),
+            );
         }
         if self.memoized {
-            m.insert("memoizationStatus".into(), json!({"hit": true, "key": self.memo_key, "cacheName": ""}));
+            m.insert(
+                "memoizationStatus".into(),
+                json!({"hit": true, "key": self.memo_key, "cacheName": ""}),
+            );
         }
         Value::Object(m)
     }

@@ -7,10 +7,20 @@ use super::{Machine, Node, NodeId, rfc3339};
 use crate::model::{Outputs, Phase};
 
 /// Render every string inside `v` with `vars`.
-pub fn render_value(v: &Value, vars: &Vars, missing: Missing) -> Result<Value, weft_expr::ExprError> {
+pub fn render_value(
+    v: &Value,
+    vars: &Vars,
+    missing: Missing,
+) -> Result<Value, weft_expr::ExprError> {
     Ok(match v {
-        Value::String(s) if s.contains("{{") => Value::String(weft_expr::substitute(s, vars, missing)?),
-        Value::Array(a) => Value::Array(a.iter().map(|x| render_value(x, vars, missing)).collect::<Result<_, _>>()?),
+        Value::String(s) if s.contains("{{") => {
+            Value::String(weft_expr::substitute(s, vars, missing)?)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_value(x, vars, missing))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(o) => {
             let mut out = serde_json::Map::with_capacity(o.len());
             for (k, x) in o {
@@ -45,7 +55,11 @@ pub fn item_vars(item: &Value) -> Vec<(String, String)> {
 
 /// Temporarily add `overlay` to `vars`, run `f`, then restore the previous values.
 /// Avoids cloning large scopes for every loop item.
-pub fn with_overlay<R>(vars: &mut Vars, overlay: &[(String, String)], f: impl FnOnce(&Vars) -> R) -> R {
+pub fn with_overlay<R>(
+    vars: &mut Vars,
+    overlay: &[(String, String)],
+    f: impl FnOnce(&Vars) -> R,
+) -> R {
     let saved: Vec<(String, Option<String>)> = overlay
         .iter()
         .map(|(k, _)| (k.clone(), vars.get(k).map(str::to_string)))
@@ -102,7 +116,13 @@ impl Machine {
             }
         }
         v.insert("workflow.priority", "0");
-        v.insert("workflow.duration", format!("{}", ((self.now - wf.started_ms.unwrap_or(self.now)).max(0) as f64) / 1000.0));
+        v.insert(
+            "workflow.duration",
+            format!(
+                "{}",
+                ((self.now - wf.started_ms.unwrap_or(self.now)).max(0) as f64) / 1000.0
+            ),
+        );
         for (k, val) in &meta.labels {
             v.insert(format!("workflow.labels.{k}"), val.clone());
         }
@@ -167,7 +187,11 @@ impl Machine {
             Some(r) if r.phase.is_done() => r.phase,
             _ => Phase::Running,
         };
-        let status = if self.wf.shutdown.is_some() && status.is_ok() { Phase::Failed } else { status };
+        let status = if self.wf.shutdown.is_some() && status.is_ok() {
+            Phase::Failed
+        } else {
+            status
+        };
         v.insert("workflow.status", status.as_str());
         if status.is_done() {
             let mut failures = Vec::new();
@@ -203,7 +227,13 @@ impl Machine {
 
     /// Record a finished unit's variables in `scope_owner`'s scope under `prefix`
     /// (`steps.<name>` or `tasks.<name>`). Loop expansions aggregate.
-    pub(crate) fn record_unit(&mut self, scope_owner: &str, prefix: &str, members: &[NodeId], looped: bool) {
+    pub(crate) fn record_unit(
+        &mut self,
+        scope_owner: &str,
+        prefix: &str,
+        members: &[NodeId],
+        looped: bool,
+    ) {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let nodes: Vec<&Node> = members.iter().filter_map(|id| self.nodes.get(id)).collect();
         if nodes.is_empty() && !looped {
@@ -227,17 +257,29 @@ impl Machine {
                     for p in &o.parameters {
                         let val = p.value.as_ref().map(|s| s.0.clone()).unwrap_or_default();
                         m.insert(p.name.clone(), Value::String(val.clone()));
-                        per_param.entry(p.name.clone()).or_default().push(Value::String(val));
+                        per_param
+                            .entry(p.name.clone())
+                            .or_default()
+                            .push(Value::String(val));
                     }
                     if !m.is_empty() {
                         param_maps.push(Value::Object(m));
                     }
                 }
             }
-            pairs.push((format!("{prefix}.outputs.result"), Value::Array(results).to_string()));
-            pairs.push((format!("{prefix}.outputs.parameters"), Value::Array(param_maps).to_string()));
+            pairs.push((
+                format!("{prefix}.outputs.result"),
+                Value::Array(results).to_string(),
+            ));
+            pairs.push((
+                format!("{prefix}.outputs.parameters"),
+                Value::Array(param_maps).to_string(),
+            ));
             for (k, vals) in per_param {
-                pairs.push((format!("{prefix}.outputs.parameters.{k}"), Value::Array(vals).to_string()));
+                pairs.push((
+                    format!("{prefix}.outputs.parameters.{k}"),
+                    Value::Array(vals).to_string(),
+                ));
             }
             pairs.push((
                 format!("{prefix}.status"),
@@ -281,10 +323,16 @@ pub(crate) fn add_outputs(prefix: &str, o: &Outputs, out: &mut Vec<(String, Stri
         out.push((format!("{prefix}.outputs.parameters.{}", p.name), val));
     }
     if !all.is_empty() {
-        out.push((format!("{prefix}.outputs.parameters"), Value::Object(all).to_string()));
+        out.push((
+            format!("{prefix}.outputs.parameters"),
+            Value::Object(all).to_string(),
+        ));
     }
     for a in &o.artifacts {
-        out.push((format!("{prefix}.outputs.artifacts.{}", a.name), serde_json::to_string(a).unwrap_or_default()));
+        out.push((
+            format!("{prefix}.outputs.artifacts.{}", a.name),
+            serde_json::to_string(a).unwrap_or_default(),
+        ));
     }
 }
 

@@ -47,7 +47,11 @@ fn fail(code: i32) -> StepOutcome {
 
 /// The args of a container step as one string (what a fake "ran").
 fn args_of(t: &Value) -> String {
-    let c = t.get("container").or_else(|| t.get("script")).cloned().unwrap_or(Value::Null);
+    let c = t
+        .get("container")
+        .or_else(|| t.get("script"))
+        .cloned()
+        .unwrap_or(Value::Null);
     let mut parts: Vec<String> = Vec::new();
     for k in ["command", "args"] {
         if let Some(Value::Array(a)) = c.get(k) {
@@ -69,7 +73,12 @@ struct Run {
 
 /// Run to completion; `step` decides each step's outcome from (node name, args).
 fn run_with(m: Machine, mut step: impl FnMut(&str, &str) -> StepOutcome, max_events: usize) -> Run {
-    let mut r = Run { m, started: vec![], finished: None, now: 1_000_000 };
+    let mut r = Run {
+        m,
+        started: vec![],
+        finished: None,
+        now: 1_000_000,
+    };
     let mut events: VecDeque<Event> = VecDeque::from([Event::Start]);
     let mut timers: Vec<(i64, Option<NodeId>)> = vec![];
     let mut n = 0;
@@ -98,10 +107,15 @@ fn run_with(m: Machine, mut step: impl FnMut(&str, &str) -> StepOutcome, max_eve
                     let name = r.m.node(&node).unwrap().name.clone();
                     let args = args_of(&template);
                     r.started.push((name.clone(), args.clone()));
-                    events.push_back(Event::StepDone { node, outcome: step(&name, &args) });
+                    events.push_back(Event::StepDone {
+                        node,
+                        outcome: step(&name, &args),
+                    });
                 }
                 Action::SetTimer { node, at_ms } => timers.push((at_ms, node)),
-                Action::MemoLookup { node, .. } => events.push_back(Event::MemoResult { node, hit: None }),
+                Action::MemoLookup { node, .. } => {
+                    events.push_back(Event::MemoResult { node, hit: None })
+                }
                 Action::Acquire { node, .. } => events.push_back(Event::LocksAcquired { node }),
                 Action::Finished { phase } => r.finished = Some(phase),
                 _ => {}
@@ -117,7 +131,9 @@ fn run(yaml: &str, step: impl FnMut(&str, &str) -> StepOutcome) -> Run {
 }
 
 fn node_by_display<'a>(m: &'a Machine, display: &str) -> &'a Node {
-    m.nodes().find(|n| n.display_name == display).unwrap_or_else(|| panic!("no node {display}"))
+    m.nodes()
+        .find(|n| n.display_name == display)
+        .unwrap_or_else(|| panic!("no node {display}"))
 }
 
 const HELLO: &str = r#"
@@ -134,10 +150,16 @@ spec:
 fn hello_world_single_pod() {
     let r = run(HELLO, |_, _| ok("hello"));
     assert_eq!(r.finished, Some(Phase::Succeeded));
-    assert_eq!(r.started, vec![("hello".to_string(), "echo hello".to_string())]);
+    assert_eq!(
+        r.started,
+        vec![("hello".to_string(), "echo hello".to_string())]
+    );
     let root = r.m.node("hello").unwrap();
     assert_eq!(root.node_type, NodeType::Pod);
-    assert_eq!(root.outputs.as_ref().unwrap().result.as_deref(), Some("hello"));
+    assert_eq!(
+        root.outputs.as_ref().unwrap().result.as_deref(),
+        Some("hello")
+    );
     let status = r.m.argo_status();
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!(status["nodes"]["hello"]["templateName"], "main");
@@ -171,10 +193,22 @@ spec:
 
 #[test]
 fn steps_when_and_parameter_passing() {
-    let r = run(STEPS, |name, _| if name.ends_with("flip") { ok("heads") } else { ok("x") });
+    let r = run(STEPS, |name, _| {
+        if name.ends_with("flip") {
+            ok("heads")
+        } else {
+            ok("x")
+        }
+    });
     assert_eq!(r.finished, Some(Phase::Succeeded));
     assert_eq!(r.started.len(), 2);
-    assert_eq!(r.started[1], ("coin[1].heads".to_string(), "echo it was heads hi".to_string()));
+    assert_eq!(
+        r.started[1],
+        (
+            "coin[1].heads".to_string(),
+            "echo it was heads hi".to_string()
+        )
+    );
     let tails = node_by_display(&r.m, "tails");
     assert_eq!(tails.phase, Phase::Skipped);
     assert_eq!(node_by_display(&r.m, "[0]").node_type, NodeType::StepGroup);
@@ -184,12 +218,28 @@ fn steps_when_and_parameter_passing() {
 
 #[test]
 fn failing_step_fails_workflow_and_stops_later_groups() {
-    let r = run(STEPS, |name, _| if name.ends_with("flip") { fail(3) } else { ok("x") });
+    let r = run(STEPS, |name, _| {
+        if name.ends_with("flip") {
+            fail(3)
+        } else {
+            ok("x")
+        }
+    });
     assert_eq!(r.finished, Some(Phase::Failed));
     assert_eq!(r.started.len(), 1);
     let flip = node_by_display(&r.m, "flip");
-    assert_eq!(flip.outputs.as_ref().unwrap().exit_code.as_deref(), Some("3"));
-    assert!(r.m.node("coin").unwrap().message.as_deref().unwrap().contains("failed"));
+    assert_eq!(
+        flip.outputs.as_ref().unwrap().exit_code.as_deref(),
+        Some("3")
+    );
+    assert!(
+        r.m.node("coin")
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("failed")
+    );
 }
 
 const DIAMOND: &str = r#"
@@ -238,8 +288,16 @@ spec:
   - {name: ok, container: {image: a, command: [ok]}}
   - {name: fail, container: {image: a, command: [fail]}}
 "#;
-    let r = run(yaml, |_, args| if args == "fail" { fail(1) } else { ok("") });
-    assert_eq!(r.finished, Some(Phase::Succeeded), "{:?}", r.m.argo_status());
+    let r = run(
+        yaml,
+        |_, args| if args == "fail" { fail(1) } else { ok("") },
+    );
+    assert_eq!(
+        r.finished,
+        Some(Phase::Succeeded),
+        "{:?}",
+        r.m.argo_status()
+    );
     assert_eq!(node_by_display(&r.m, "C").phase, Phase::Omitted);
     assert_eq!(node_by_display(&r.m, "D").phase, Phase::Succeeded);
 }
@@ -272,7 +330,10 @@ spec:
     let r = run(yaml, |_, args| ok(args.trim_start_matches("echo ")));
     assert_eq!(r.finished, Some(Phase::Succeeded));
     let names: Vec<&str> = r.started.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(&names[..3], &["l[0].gen(0:n:1)", "l[0].gen(1:n:2)", "l[0].gen(2:n:3)"]);
+    assert_eq!(
+        &names[..3],
+        &["l[0].gen(0:n:1)", "l[0].gen(1:n:2)", "l[0].gen(2:n:3)"]
+    );
     assert_eq!(r.started[3].1, r#"echo ["1","2","3"]"#);
     assert_eq!(r.started[4].1, "echo s5");
     assert_eq!(r.started[5].1, "echo s6");
@@ -319,9 +380,15 @@ spec:
   - {name: main, container: {image: a, command: [fail]}}
   - {name: exit, container: {image: a, command: [echo, "status={{workflow.status}}"]}}
 "#;
-    let r = run(yaml, |_, args| if args == "fail" { fail(1) } else { ok("") });
+    let r = run(
+        yaml,
+        |_, args| if args == "fail" { fail(1) } else { ok("") },
+    );
     assert_eq!(r.finished, Some(Phase::Failed));
-    assert_eq!(r.started[1], ("x.onExit".to_string(), "echo status=Failed".to_string()));
+    assert_eq!(
+        r.started[1],
+        ("x.onExit".to_string(), "echo status=Failed".to_string())
+    );
 }
 
 #[test]
@@ -336,33 +403,70 @@ fn restore_does_not_rerun_finished_steps() {
         }
     }
     assert_eq!(started.len(), 1);
-    let acts = m.handle(Event::StepDone { node: started[0].clone(), outcome: ok("A") }, 2);
+    let acts = m.handle(
+        Event::StepDone {
+            node: started[0].clone(),
+            outcome: ok("A"),
+        },
+        2,
+    );
     let b_c: Vec<NodeId> = acts
         .into_iter()
-        .filter_map(|a| if let Action::StartStep { node, .. } = a { Some(node) } else { None })
+        .filter_map(|a| {
+            if let Action::StartStep { node, .. } = a {
+                Some(node)
+            } else {
+                None
+            }
+        })
         .collect();
     assert_eq!(b_c.len(), 2);
     // Crash: persist rows through JSON, as the store would.
-    let mut state: WorkflowState = serde_json::from_value(serde_json::to_value(m.state()).unwrap()).unwrap();
+    let mut state: WorkflowState =
+        serde_json::from_value(serde_json::to_value(m.state()).unwrap()).unwrap();
     state.workflow = m.state().workflow.clone();
-    let nodes: Vec<Node> = m.nodes().map(|n| serde_json::from_value(serde_json::to_value(n).unwrap()).unwrap()).collect();
+    let nodes: Vec<Node> = m
+        .nodes()
+        .map(|n| serde_json::from_value(serde_json::to_value(n).unwrap()).unwrap())
+        .collect();
     let mut m2 = Machine::restore(state, nodes);
     let acts = m2.recover(3);
-    assert!(!acts.iter().any(|a| matches!(a, Action::StartStep { .. })), "running steps are the runtime's to re-poll: {acts:?}");
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::StartStep { .. })),
+        "running steps are the runtime's to re-poll: {acts:?}"
+    );
     let r = run_with_events(&mut m2, b_c);
     assert_eq!(r, Some(Phase::Succeeded));
-    assert_eq!(m2.node(&node_by_display(&m2, "D").id).unwrap().outputs.as_ref().unwrap().result.as_deref(), Some("D"));
+    assert_eq!(
+        m2.node(&node_by_display(&m2, "D").id)
+            .unwrap()
+            .outputs
+            .as_ref()
+            .unwrap()
+            .result
+            .as_deref(),
+        Some("D")
+    );
 }
 
 fn run_with_events(m: &mut Machine, running: Vec<NodeId>) -> Option<Phase> {
-    let mut q: VecDeque<Event> = running.into_iter().map(|node| Event::StepDone { node, outcome: ok("x") }).collect();
+    let mut q: VecDeque<Event> = running
+        .into_iter()
+        .map(|node| Event::StepDone {
+            node,
+            outcome: ok("x"),
+        })
+        .collect();
     let mut fin = None;
     while let Some(e) = q.pop_front() {
         for a in m.handle(e, 10) {
             match a {
                 Action::StartStep { node, .. } => {
                     let name = m.node(&node).unwrap().display_name.clone();
-                    q.push_back(Event::StepDone { node, outcome: ok(&name) })
+                    q.push_back(Event::StepDone {
+                        node,
+                        outcome: ok(&name),
+                    })
                 }
                 Action::Finished { phase } => fin = Some(phase),
                 _ => {}
@@ -386,7 +490,12 @@ spec:
 "#;
     let r = run(yaml, |_, _| ok(""));
     assert_eq!(r.finished, Some(Phase::Error));
-    let deepest = r.m.nodes().filter(|n| n.phase == Phase::Error).map(|n| n.depth).max().unwrap();
+    let deepest =
+        r.m.nodes()
+            .filter(|n| n.phase == Phase::Error)
+            .map(|n| n.depth)
+            .max()
+            .unwrap();
     assert!(deepest > MAX_DEPTH_FOR_TESTS);
 }
 const MAX_DEPTH_FOR_TESTS: u32 = 999;
@@ -407,11 +516,25 @@ spec:
 "#;
     let mut m = Machine::new(workflow(yaml), "u".into(), BTreeMap::new(), 0).unwrap();
     let starts = |acts: Vec<Action>| -> Vec<NodeId> {
-        acts.into_iter().filter_map(|a| if let Action::StartStep { node, .. } = a { Some(node) } else { None }).collect()
+        acts.into_iter()
+            .filter_map(|a| {
+                if let Action::StartStep { node, .. } = a {
+                    Some(node)
+                } else {
+                    None
+                }
+            })
+            .collect()
     };
     let first = starts(m.handle(Event::Start, 1));
     assert_eq!(first.len(), 2);
-    let next = starts(m.handle(Event::StepDone { node: first[0].clone(), outcome: ok("") }, 2));
+    let next = starts(m.handle(
+        Event::StepDone {
+            node: first[0].clone(),
+            outcome: ok(""),
+        },
+        2,
+    ));
     assert_eq!(next.len(), 1);
 }
 
@@ -438,8 +561,16 @@ spec:
     let acts = m.handle(Event::Start, 1);
     assert!(acts.is_empty(), "{acts:?}");
     assert_eq!(node_by_display(&m, "approve").phase, Phase::Running);
-    let acts = m.handle(Event::Resume { node: None, parameters: vec![("ok".into(), "yes".into())] }, 2);
-    let Some(Action::StartStep { template, .. }) = acts.first() else { panic!("{acts:?}") };
+    let acts = m.handle(
+        Event::Resume {
+            node: None,
+            parameters: vec![("ok".into(), "yes".into())],
+        },
+        2,
+    );
+    let Some(Action::StartStep { template, .. }) = acts.first() else {
+        panic!("{acts:?}")
+    };
     assert_eq!(args_of(template), "echo yes");
 }
 
@@ -456,9 +587,17 @@ spec:
 "#;
     let mut m = Machine::new(workflow(yaml), "u".into(), BTreeMap::new(), 0).unwrap();
     let acts = m.handle(Event::Start, 0);
-    assert!(acts.contains(&Action::SetTimer { node: None, at_ms: 5000 }));
+    assert!(acts.contains(&Action::SetTimer {
+        node: None,
+        at_ms: 5000
+    }));
     let acts = m.handle(Event::WorkflowTimer, 5000);
     assert!(acts.iter().any(|a| matches!(a, Action::CancelStep { .. })));
-    assert!(acts.contains(&Action::Finished { phase: Phase::Failed }));
-    assert_eq!(m.state().message.as_deref(), Some("Max duration limit exceeded"));
+    assert!(acts.contains(&Action::Finished {
+        phase: Phase::Failed
+    }));
+    assert_eq!(
+        m.state().message.as_deref(),
+        Some("Max duration limit exceeded")
+    );
 }

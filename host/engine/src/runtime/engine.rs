@@ -49,7 +49,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { semaphore_limits: HashMap::new(), batch_max: 2048 }
+        EngineOptions {
+            semaphore_limits: HashMap::new(),
+            batch_max: 2048,
+        }
     }
 }
 
@@ -63,14 +66,43 @@ pub struct Update {
 }
 
 enum Msg {
-    Submit { wf: Box<Workflow>, reply: oneshot::Sender<Result<WorkflowRecord, EngineError>> },
-    Adopt { namespace: String, name: String, reply: oneshot::Sender<Result<(), EngineError>> },
-    Event { uid: String, event: Event },
-    DriverResult { uid: String, node: String, attempt: u32, result: Result<DriverPoll, String> },
-    Poll { uid: String, node: String },
-    Notify { key: String },
-    Snapshot { namespace: String, name: String, reply: oneshot::Sender<Option<Value>> },
-    Control { namespace: String, name: String, event: Event, reply: oneshot::Sender<Result<(), EngineError>> },
+    Submit {
+        wf: Box<Workflow>,
+        reply: oneshot::Sender<Result<WorkflowRecord, EngineError>>,
+    },
+    Adopt {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Event {
+        uid: String,
+        event: Event,
+    },
+    DriverResult {
+        uid: String,
+        node: String,
+        attempt: u32,
+        result: Result<DriverPoll, String>,
+    },
+    Poll {
+        uid: String,
+        node: String,
+    },
+    Notify {
+        key: String,
+    },
+    Snapshot {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<Option<Value>>,
+    },
+    Control {
+        namespace: String,
+        name: String,
+        event: Event,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
 }
 
 /// Cloneable handle to the engine's owner task.
@@ -108,7 +140,11 @@ impl Engine {
     ) -> Engine {
         let (tx, rx) = mpsc::channel(65_536);
         let (updates, _) = broadcast::channel(4096);
-        let engine = Engine { tx: tx.clone(), updates: updates.clone(), store: store.clone() };
+        let engine = Engine {
+            tx: tx.clone(),
+            updates: updates.clone(),
+            store: store.clone(),
+        };
         let mut notify_rx = notify.0;
         let ntx = tx.clone();
         tokio::spawn(async move {
@@ -145,7 +181,13 @@ impl Engine {
     /// Submit a workflow; returns its row once committed.
     pub async fn submit(&self, wf: Workflow) -> Result<WorkflowRecord, EngineError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Msg::Submit { wf: Box::new(wf), reply }).await.map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(Msg::Submit {
+                wf: Box::new(wf),
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
@@ -153,7 +195,11 @@ impl Engine {
     pub async fn adopt(&self, namespace: &str, name: &str) -> Result<(), EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Adopt { namespace: namespace.into(), name: name.into(), reply })
+            .send(Msg::Adopt {
+                namespace: namespace.into(),
+                name: name.into(),
+                reply,
+            })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
@@ -174,10 +220,20 @@ impl Engine {
     }
 
     /// Send a control event (resume, stop, terminate) to a running workflow.
-    pub async fn control(&self, namespace: &str, name: &str, event: Event) -> Result<(), EngineError> {
+    pub async fn control(
+        &self,
+        namespace: &str,
+        name: &str,
+        event: Event,
+    ) -> Result<(), EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Control { namespace: namespace.into(), name: name.into(), event, reply })
+            .send(Msg::Control {
+                namespace: namespace.into(),
+                name: name.into(),
+                event,
+                reply,
+            })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
@@ -187,7 +243,11 @@ impl Engine {
     pub async fn live_status(&self, namespace: &str, name: &str) -> Option<Value> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Snapshot { namespace: namespace.into(), name: name.into(), reply })
+            .send(Msg::Snapshot {
+                namespace: namespace.into(),
+                name: name.into(),
+                reply,
+            })
             .await
             .ok()?;
         rx.await.ok().flatten()
@@ -204,7 +264,9 @@ impl Engine {
                 return Ok(p);
             }
             match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-                Ok(Ok(u)) if u.namespace == namespace && u.name == name && u.phase.is_done() => return Ok(u.phase),
+                Ok(Ok(u)) if u.namespace == namespace && u.name == name && u.phase.is_done() => {
+                    return Ok(u.phase);
+                }
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Err(EngineError::Stopped),
                 _ => {}
             }
@@ -228,8 +290,11 @@ struct Owner {
     /// Keys that fired before anyone waited on them.
     fired: HashSet<String>,
     /// (uid, node, locks) waiting for locks, in arrival order.
-    lock_waiters: VecDeque<(String, String, Vec<(String, u32)>)>,
+    lock_waiters: VecDeque<LockWaiter>,
 }
+
+/// (workflow uid, node id, locks with limits) waiting for its locks.
+type LockWaiter = (String, String, Vec<(String, u32)>);
 
 /// Things to do once the turn's commit is durable.
 enum After {
@@ -284,15 +349,28 @@ impl Owner {
                     let _ = reply.send(res);
                 })));
             }
-            Msg::Adopt { namespace, name, reply } => {
+            Msg::Adopt {
+                namespace,
+                name,
+                reply,
+            } => {
                 let res = self.adopt(&namespace, &name, now, after, touched).await;
                 after.push(After::Reply(Box::new(move || {
                     let _ = reply.send(res);
                 })));
             }
             Msg::Event { uid, event } => self.feed(&uid, event, now, after, touched),
-            Msg::Control { namespace, name, event, reply } => {
-                let res = match self.by_name.get(&(namespace.clone(), name.clone())).cloned() {
+            Msg::Control {
+                namespace,
+                name,
+                event,
+                reply,
+            } => {
+                let res = match self
+                    .by_name
+                    .get(&(namespace.clone(), name.clone()))
+                    .cloned()
+                {
                     Some(uid) => {
                         self.feed(&uid, event, now, after, touched);
                         Ok(())
@@ -303,28 +381,62 @@ impl Owner {
                     let _ = reply.send(res);
                 })));
             }
-            Msg::DriverResult { uid, node, attempt, result } => {
-                let Some(m) = self.machines.get(&uid) else { return };
+            Msg::DriverResult {
+                uid,
+                node,
+                attempt,
+                result,
+            } => {
+                let Some(m) = self.machines.get(&uid) else {
+                    return;
+                };
                 let Some(n) = m.node(&node) else { return };
                 if n.phase.is_done() || n.invocation.as_ref().map(|i| i.attempt) != Some(attempt) {
                     return;
                 }
                 match result {
-                    Ok(DriverPoll::Pending { state, wake_after, event_key }) => {
-                        self.feed(&uid, Event::StepPending { node: node.clone(), state }, now, after, touched);
+                    Ok(DriverPoll::Pending {
+                        state,
+                        wake_after,
+                        event_key,
+                    }) => {
+                        self.feed(
+                            &uid,
+                            Event::StepPending {
+                                node: node.clone(),
+                                state,
+                            },
+                            now,
+                            after,
+                            touched,
+                        );
                         if let Some(key) = event_key {
                             if self.fired.remove(&key) {
                                 self.schedule_poll(uid.clone(), node.clone(), Duration::ZERO);
                             } else {
-                                self.key_waiters.entry(key).or_default().push((uid.clone(), node.clone()));
+                                self.key_waiters
+                                    .entry(key)
+                                    .or_default()
+                                    .push((uid.clone(), node.clone()));
                             }
                         }
                         if let Some(d) = wake_after {
                             self.schedule_poll(uid, node, d);
                         }
                     }
-                    Ok(DriverPoll::Done(outcome)) => self.feed(&uid, Event::StepDone { node, outcome }, now, after, touched),
-                    Err(message) => self.feed(&uid, Event::StepDone { node, outcome: StepOutcome::error(message) }, now, after, touched),
+                    Ok(DriverPoll::Done(outcome)) => {
+                        self.feed(&uid, Event::StepDone { node, outcome }, now, after, touched)
+                    }
+                    Err(message) => self.feed(
+                        &uid,
+                        Event::StepDone {
+                            node,
+                            outcome: StepOutcome::error(message),
+                        },
+                        now,
+                        after,
+                        touched,
+                    ),
                 }
             }
             Msg::Poll { uid, node } => self.poll(&uid, &node),
@@ -338,7 +450,11 @@ impl Owner {
                     self.fired.insert(key);
                 }
             },
-            Msg::Snapshot { namespace, name, reply } => {
+            Msg::Snapshot {
+                namespace,
+                name,
+                reply,
+            } => {
                 let v = self
                     .by_name
                     .get(&(namespace, name))
@@ -349,8 +465,17 @@ impl Owner {
         }
     }
 
-    fn feed(&mut self, uid: &str, event: Event, now: i64, after: &mut Vec<After>, touched: &mut HashSet<String>) {
-        let Some(m) = self.machines.get_mut(uid) else { return };
+    fn feed(
+        &mut self,
+        uid: &str,
+        event: Event,
+        now: i64,
+        after: &mut Vec<After>,
+        touched: &mut HashSet<String>,
+    ) {
+        let Some(m) = self.machines.get_mut(uid) else {
+            return;
+        };
         let span = info_span!("workflow", workflow = %m.state().name, uid = %uid);
         let actions = span.in_scope(|| m.handle(event, now));
         touched.insert(uid.to_string());
@@ -359,13 +484,20 @@ impl Owner {
         }
     }
 
-    async fn submit(&mut self, wf: Workflow, now: i64, after: &mut Vec<After>, touched: &mut HashSet<String>) -> Result<WorkflowRecord, EngineError> {
+    async fn submit(
+        &mut self,
+        wf: Workflow,
+        now: i64,
+        after: &mut Vec<After>,
+        touched: &mut HashSet<String>,
+    ) -> Result<WorkflowRecord, EngineError> {
         let (mut wf, stored) = prepare(self.store.as_ref(), wf).await?;
         let uid = new_uid();
         wf.metadata.uid = Some(uid.clone());
         wf.metadata.creation_timestamp = Some(crate::machine::rfc3339(now));
         wf.status = None;
-        let machine = Machine::new(wf.clone(), uid.clone(), stored, now).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let machine = Machine::new(wf.clone(), uid.clone(), stored, now)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let rec = WorkflowRecord {
             uid: uid.clone(),
             namespace: wf.namespace().to_string(),
@@ -375,19 +507,36 @@ impl Owner {
             started_ms: None,
             finished_ms: None,
             message: None,
-            labels: wf.metadata.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+            labels: wf
+                .metadata
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
             workflow: serde_json::to_value(&wf).map_err(|e| EngineError::Invalid(e.to_string()))?,
-            status: serde_json::to_value(machine.state()).map_err(|e| EngineError::Invalid(e.to_string()))?,
+            status: serde_json::to_value(machine.state())
+                .map_err(|e| EngineError::Invalid(e.to_string()))?,
         };
         self.store.create_workflow(&rec).await?;
-        self.by_name.insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
+        self.by_name
+            .insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
         self.machines.insert(uid.clone(), machine);
         self.feed(&uid, Event::Start, now, after, touched);
         Ok(rec)
     }
 
-    async fn adopt(&mut self, namespace: &str, name: &str, now: i64, after: &mut Vec<After>, touched: &mut HashSet<String>) -> Result<(), EngineError> {
-        if self.by_name.contains_key(&(namespace.to_string(), name.to_string())) {
+    async fn adopt(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        now: i64,
+        after: &mut Vec<After>,
+        touched: &mut HashSet<String>,
+    ) -> Result<(), EngineError> {
+        if self
+            .by_name
+            .contains_key(&(namespace.to_string(), name.to_string()))
+        {
             return Ok(());
         }
         let (rec, nodes) = self
@@ -398,8 +547,10 @@ impl Owner {
         if Phase::parse(&rec.phase).is_some_and(Phase::is_done) {
             return Ok(());
         }
-        let mut state: WorkflowState = serde_json::from_value(rec.status.clone()).map_err(|e| EngineError::Invalid(format!("stored status of {name:?}: {e}")))?;
-        state.workflow = serde_json::from_value(rec.workflow.clone()).map_err(|e| EngineError::Invalid(format!("stored workflow {name:?}: {e}")))?;
+        let mut state: WorkflowState = serde_json::from_value(rec.status.clone())
+            .map_err(|e| EngineError::Invalid(format!("stored status of {name:?}: {e}")))?;
+        state.workflow = serde_json::from_value(rec.workflow.clone())
+            .map_err(|e| EngineError::Invalid(format!("stored workflow {name:?}: {e}")))?;
         let nodes: Vec<Node> = nodes
             .into_iter()
             .map(|n| serde_json::from_value(n.data))
@@ -419,7 +570,8 @@ impl Owner {
                 template: n.resolved.clone().unwrap_or(Value::Null),
             })
             .collect();
-        self.by_name.insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
+        self.by_name
+            .insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
         self.machines.insert(uid.clone(), m);
         touched.insert(uid.clone());
         let mut all = inflight;
@@ -431,12 +583,21 @@ impl Owner {
     fn collect(&mut self, touched: &HashSet<String>) -> CommitBatch {
         let mut batch = CommitBatch::default();
         for uid in touched {
-            let Some(m) = self.machines.get_mut(uid) else { continue };
+            let Some(m) = self.machines.get_mut(uid) else {
+                continue;
+            };
             let (wf_dirty, nodes) = m.take_changes();
             let changed_nodes = !nodes.is_empty();
             for n in nodes {
                 match serde_json::to_value(n) {
-                    Ok(data) => batch.nodes.push((uid.clone(), NodeRecord { node_id: n.id.clone(), phase: n.phase.as_str().into(), data })),
+                    Ok(data) => batch.nodes.push((
+                        uid.clone(),
+                        NodeRecord {
+                            node_id: n.id.clone(),
+                            phase: n.phase.as_str().into(),
+                            data,
+                        },
+                    )),
                     Err(e) => warn!(error = %e, node = %n.id, "node not serialisable"),
                 }
             }
@@ -451,7 +612,13 @@ impl Owner {
                     started_ms: st.started_ms,
                     finished_ms: st.finished_ms,
                     message: st.message.clone(),
-                    labels: st.workflow.metadata.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+                    labels: st
+                        .workflow
+                        .metadata
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
                     workflow: Value::Null,
                     status: serde_json::to_value(st).unwrap_or(Value::Null),
                 });
@@ -461,9 +628,16 @@ impl Owner {
     }
 
     fn publish(&mut self, uid: &str) {
-        let Some(m) = self.machines.get(uid) else { return };
+        let Some(m) = self.machines.get(uid) else {
+            return;
+        };
         let st = m.state();
-        let update = Update { uid: uid.to_string(), namespace: st.namespace.clone(), name: st.name.clone(), phase: st.phase };
+        let update = Update {
+            uid: uid.to_string(),
+            namespace: st.namespace.clone(),
+            name: st.name.clone(),
+            phase: st.phase,
+        };
         let done = st.phase.is_done();
         let _ = self.updates.send(update);
         if done {
@@ -493,8 +667,15 @@ impl Owner {
     }
 
     fn poll(&self, uid: &str, node: &str) {
-        let Some((req, state)) = self.request(uid, node) else { return };
-        if self.machines.get(uid).and_then(|m| m.node(node)).is_none_or(|n| n.phase.is_done()) {
+        let Some((req, state)) = self.request(uid, node) else {
+            return;
+        };
+        if self
+            .machines
+            .get(uid)
+            .and_then(|m| m.node(node))
+            .is_none_or(|n| n.phase.is_done())
+        {
             return;
         }
         let driver = self.driver.clone();
@@ -508,7 +689,14 @@ impl Owner {
                     None => driver.start(&req).await,
                 }
                 .map_err(|e| e.message);
-                let _ = tx.send(Msg::DriverResult { uid, node: req.node_id.clone(), attempt: req.attempt, result }).await;
+                let _ = tx
+                    .send(Msg::DriverResult {
+                        uid,
+                        node: req.node_id.clone(),
+                        attempt: req.attempt,
+                        result,
+                    })
+                    .await;
             }
             .instrument(span),
         );
@@ -528,7 +716,9 @@ impl Owner {
         for a in actions {
             match a {
                 Action::StartStep { node, .. } => {
-                    let Some((req, _)) = self.request(uid, &node) else { continue };
+                    let Some((req, _)) = self.request(uid, &node) else {
+                        continue;
+                    };
                     let driver = self.driver.clone();
                     let tx = self.tx.clone();
                     let uid = uid.to_string();
@@ -536,16 +726,28 @@ impl Owner {
                     tokio::spawn(
                         async move {
                             let result = driver.start(&req).await.map_err(|e| e.message);
-                            let _ = tx.send(Msg::DriverResult { uid, node: req.node_id.clone(), attempt: req.attempt, result }).await;
+                            let _ = tx
+                                .send(Msg::DriverResult {
+                                    uid,
+                                    node: req.node_id.clone(),
+                                    attempt: req.attempt,
+                                    result,
+                                })
+                                .await;
                         }
                         .instrument(span),
                     );
                 }
                 Action::CancelStep { node } => {
-                    let Some((req, state)) = self.request(uid, &node) else { continue };
+                    let Some((req, state)) = self.request(uid, &node) else {
+                        continue;
+                    };
                     let driver = self.driver.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = driver.cancel(&req, state.as_deref().unwrap_or_default()).await {
+                        if let Err(e) = driver
+                            .cancel(&req, state.as_deref().unwrap_or_default())
+                            .await
+                        {
                             warn!(node = %req.node_id, error = %e, "cancel failed");
                         }
                     });
@@ -563,21 +765,52 @@ impl Owner {
                         let _ = tx.send(Msg::Event { uid, event }).await;
                     });
                 }
-                Action::MemoLookup { node, cache, key, max_age_s } => {
-                    let ns = self.machines.get(uid).map(|m| m.state().namespace.clone()).unwrap_or_default();
+                Action::MemoLookup {
+                    node,
+                    cache,
+                    key,
+                    max_age_s,
+                } => {
+                    let ns = self
+                        .machines
+                        .get(uid)
+                        .map(|m| m.state().namespace.clone())
+                        .unwrap_or_default();
                     let hit = match self.store.memo_get(&ns, &cache, &key).await {
-                        Ok(Some(e)) if max_age_s.is_none_or(|age| now_ms() - e.created_ms <= age * 1000) => Some(e),
+                        Ok(Some(e))
+                            if max_age_s
+                                .is_none_or(|age| now_ms() - e.created_ms <= age * 1000) =>
+                        {
+                            Some(e)
+                        }
                         Ok(_) => None,
                         Err(e) => {
                             warn!(error = %e, "memo lookup failed; running the step");
                             None
                         }
                     };
-                    let _ = self.tx.send(Msg::Event { uid: uid.to_string(), event: Event::MemoResult { node, hit } }).await;
+                    let _ = self
+                        .tx
+                        .send(Msg::Event {
+                            uid: uid.to_string(),
+                            event: Event::MemoResult { node, hit },
+                        })
+                        .await;
                 }
-                Action::MemoSave { cache, key, outputs } => {
-                    let ns = self.machines.get(uid).map(|m| m.state().namespace.clone()).unwrap_or_default();
-                    let entry = MemoEntry { outputs, created_ms: now_ms() };
+                Action::MemoSave {
+                    cache,
+                    key,
+                    outputs,
+                } => {
+                    let ns = self
+                        .machines
+                        .get(uid)
+                        .map(|m| m.state().namespace.clone())
+                        .unwrap_or_default();
+                    let entry = MemoEntry {
+                        outputs,
+                        created_ms: now_ms(),
+                    };
                     if let Err(e) = self.store.memo_put(&ns, &cache, &key, &entry).await {
                         warn!(error = %e, "memo save failed");
                     }
@@ -641,7 +874,13 @@ impl Owner {
                 }
             }
             if all {
-                let _ = self.tx.send(Msg::Event { uid, event: Event::LocksAcquired { node } }).await;
+                let _ = self
+                    .tx
+                    .send(Msg::Event {
+                        uid,
+                        event: Event::LocksAcquired { node },
+                    })
+                    .await;
             } else {
                 for k in got {
                     let _ = self.store.release(&k, &holder).await;
@@ -672,7 +911,10 @@ pub fn argo_workflow(rec: &WorkflowRecord, status: Value) -> Value {
     wf["metadata"]["creationTimestamp"] = json!(crate::machine::rfc3339(rec.created_ms));
     let mut labels = rec.labels.clone();
     let done = Phase::parse(&rec.phase).is_some_and(Phase::is_done);
-    labels.insert("workflows.argoproj.io/completed".into(), json!(done.to_string()));
+    labels.insert(
+        "workflows.argoproj.io/completed".into(),
+        json!(done.to_string()),
+    );
     labels.insert("workflows.argoproj.io/phase".into(), json!(rec.phase));
     wf["metadata"]["labels"] = Value::Object(labels);
     wf["status"] = status;
@@ -681,8 +923,12 @@ pub fn argo_workflow(rec: &WorkflowRecord, status: Value) -> Value {
 
 /// The Argo `status` of a stored workflow, rebuilt from its rows.
 pub fn stored_status(rec: &WorkflowRecord, nodes: Vec<NodeRecord>) -> Result<Value, EngineError> {
-    let mut state: WorkflowState = serde_json::from_value(rec.status.clone()).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let mut state: WorkflowState = serde_json::from_value(rec.status.clone())
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     state.workflow = serde_json::from_value(rec.workflow.clone()).unwrap_or_default();
-    let nodes: Vec<Node> = nodes.into_iter().filter_map(|n| serde_json::from_value(n.data).ok()).collect();
+    let nodes: Vec<Node> = nodes
+        .into_iter()
+        .filter_map(|n| serde_json::from_value(n.data).ok())
+        .collect();
     Ok(Machine::restore(state, nodes).argo_status())
 }

@@ -119,19 +119,47 @@ pub trait StateStore: Send + Sync {
         namespace: &str,
         name: &str,
     ) -> Result<Option<(WorkflowRecord, Vec<NodeRecord>)>, StoreError>;
-    async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowRecord>, StoreError>;
+    async fn list_workflows(
+        &self,
+        filter: &WorkflowFilter,
+    ) -> Result<Vec<WorkflowRecord>, StoreError>;
     /// Delete a workflow with its nodes and logs. `NotFound` if absent.
     async fn delete_workflow(&self, namespace: &str, name: &str) -> Result<(), StoreError>;
 
     /// Create or replace a template (upsert by kind, namespace, name).
     async fn put_template(&self, t: &TemplateRecord) -> Result<(), StoreError>;
-    async fn get_template(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<TemplateRecord>, StoreError>;
-    async fn list_templates(&self, kind: &str, namespace: Option<&str>) -> Result<Vec<TemplateRecord>, StoreError>;
-    async fn delete_template(&self, kind: &str, namespace: &str, name: &str) -> Result<(), StoreError>;
+    async fn get_template(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<TemplateRecord>, StoreError>;
+    async fn list_templates(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<TemplateRecord>, StoreError>;
+    async fn delete_template(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), StoreError>;
 
     /// Memoization cache (`memoize.cache.configMap.name` is `cache`).
-    async fn memo_get(&self, namespace: &str, cache: &str, key: &str) -> Result<Option<MemoEntry>, StoreError>;
-    async fn memo_put(&self, namespace: &str, cache: &str, key: &str, entry: &MemoEntry) -> Result<(), StoreError>;
+    async fn memo_get(
+        &self,
+        namespace: &str,
+        cache: &str,
+        key: &str,
+    ) -> Result<Option<MemoEntry>, StoreError>;
+    async fn memo_put(
+        &self,
+        namespace: &str,
+        cache: &str,
+        key: &str,
+        entry: &MemoEntry,
+    ) -> Result<(), StoreError>;
 
     /// Try to take one slot of a mutex (limit 1) or semaphore (limit n) for `holder`.
     /// Re-acquiring a slot the holder already has returns true. Limits may change
@@ -140,7 +168,11 @@ pub trait StateStore: Send + Sync {
     async fn release(&self, lock: &str, holder: &str) -> Result<(), StoreError>;
 
     /// A node's log lines (all nodes when `node_id` is None), oldest first.
-    async fn logs(&self, workflow_uid: &str, node_id: Option<&str>) -> Result<Vec<LogLine>, StoreError>;
+    async fn logs(
+        &self,
+        workflow_uid: &str,
+        node_id: Option<&str>,
+    ) -> Result<Vec<LogLine>, StoreError>;
     /// Append log lines (the batched path behind a LogSink lands here).
     async fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
 }

@@ -27,7 +27,9 @@ pub const CRON_WORKFLOW: &str = "CronWorkflow";
 pub fn random_suffix(len: usize) -> String {
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 /// A random uid in the 8-4-4-4-12 hex form.
@@ -35,15 +37,37 @@ pub fn new_uid() -> String {
     let mut rng = rand::rng();
     let b: [u8; 16] = rng.random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
-async fn fetch_spec(store: &dyn StateStore, namespace: &str, name: &str, cluster: bool) -> Result<WorkflowSpec, SubmitError> {
-    let (kind, ns) = if cluster { (CLUSTER_WORKFLOW_TEMPLATE, "") } else { (WORKFLOW_TEMPLATE, namespace) };
-    let rec = store
-        .get_template(kind, ns, name)
-        .await?
-        .ok_or_else(|| SubmitError::Invalid(format!("{kind} {name:?} not found{}", if cluster { String::new() } else { format!(" in namespace {namespace:?}") })))?;
+async fn fetch_spec(
+    store: &dyn StateStore,
+    namespace: &str,
+    name: &str,
+    cluster: bool,
+) -> Result<WorkflowSpec, SubmitError> {
+    let (kind, ns) = if cluster {
+        (CLUSTER_WORKFLOW_TEMPLATE, "")
+    } else {
+        (WORKFLOW_TEMPLATE, namespace)
+    };
+    let rec = store.get_template(kind, ns, name).await?.ok_or_else(|| {
+        SubmitError::Invalid(format!(
+            "{kind} {name:?} not found{}",
+            if cluster {
+                String::new()
+            } else {
+                format!(" in namespace {namespace:?}")
+            }
+        ))
+    })?;
     let spec = rec.body.get("spec").cloned().unwrap_or(Value::Null);
     serde_json::from_value(spec).map_err(|e| SubmitError::Invalid(format!("{kind} {name:?}: {e}")))
 }
@@ -60,17 +84,27 @@ pub async fn prepare(
         wf.metadata.namespace = Some("default".into());
     }
     if wf.metadata.name.as_deref().is_none_or(str::is_empty) {
-        let prefix = wf.metadata.generate_name.clone().unwrap_or_else(|| "workflow-".into());
+        let prefix = wf
+            .metadata
+            .generate_name
+            .clone()
+            .unwrap_or_else(|| "workflow-".into());
         wf.metadata.name = Some(format!("{prefix}{}", random_suffix(5)));
     }
     let ns = wf.namespace().to_string();
     if let Some(r) = wf.spec.workflow_template_ref.clone() {
         let cluster = r.cluster_scope == Some(true);
         let base = fetch_spec(store, &ns, &r.name, cluster).await?;
-        let mut merged = serde_json::to_value(&base).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let mut mine = serde_json::to_value(&wf.spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let mut merged =
+            serde_json::to_value(&base).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let mut mine =
+            serde_json::to_value(&wf.spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         // arguments merge by parameter name: the workflow's values win
-        let mut params: Vec<Value> = merged.pointer("/arguments/parameters").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut params: Vec<Value> = merged
+            .pointer("/arguments/parameters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if let Some(Value::Array(over)) = mine.pointer("/arguments/parameters") {
             for p in over {
                 let name = p.get("name").cloned();
@@ -88,7 +122,8 @@ pub async fn prepare(
         if !params.is_empty() {
             merged["arguments"]["parameters"] = Value::Array(params);
         }
-        let mut spec: WorkflowSpec = serde_json::from_value(merged).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let mut spec: WorkflowSpec =
+            serde_json::from_value(merged).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         spec.workflow_template_ref = Some(r);
         wf.spec = spec;
     }
@@ -121,13 +156,21 @@ fn collect_refs(spec: &WorkflowSpec, out: &mut Vec<(String, String, bool)>) {
         for s in steps {
             if let Some(r) = &s.template_ref {
                 let cluster = r.cluster_scope == Some(true);
-                let key = if cluster { format!("cluster/{}", r.name) } else { format!("namespaced/{}", r.name) };
+                let key = if cluster {
+                    format!("cluster/{}", r.name)
+                } else {
+                    format!("namespaced/{}", r.name)
+                };
                 out.push((key, r.name.clone(), cluster));
             }
             for h in s.hooks.values() {
                 if let Some(r) = &h.template_ref {
                     let cluster = r.cluster_scope == Some(true);
-                    let key = if cluster { format!("cluster/{}", r.name) } else { format!("namespaced/{}", r.name) };
+                    let key = if cluster {
+                        format!("cluster/{}", r.name)
+                    } else {
+                        format!("namespaced/{}", r.name)
+                    };
                     out.push((key, r.name.clone(), cluster));
                 }
             }
@@ -142,7 +185,11 @@ fn collect_refs(spec: &WorkflowSpec, out: &mut Vec<(String, String, bool)>) {
     for h in spec.hooks.values() {
         if let Some(r) = &h.template_ref {
             let cluster = r.cluster_scope == Some(true);
-            let key = if cluster { format!("cluster/{}", r.name) } else { format!("namespaced/{}", r.name) };
+            let key = if cluster {
+                format!("cluster/{}", r.name)
+            } else {
+                format!("namespaced/{}", r.name)
+            };
             out.push((key, r.name.clone(), cluster));
         }
     }
