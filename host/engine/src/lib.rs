@@ -9,6 +9,7 @@
 //! persistence, drivers or interaction layers: they depend on this crate and
 //! implement its ports ([`runtime::StepDriver`], [`runtime::StateStore`]).
 
-pub mod runtime;
+pub mod lint;
 pub mod machine;
 pub mod model;
+pub mod runtime;
