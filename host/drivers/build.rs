@@ -40,9 +40,22 @@ fn main() {
         let k_str = k.to_string_lossy();
         let keep = matches!(
             k_str.as_ref(),
-            "PATH" | "HOME" | "USER" | "TMPDIR" | "LANG" | "CARGO_HOME" | "RUSTUP_HOME"
-                | "RUSTUP_TOOLCHAIN" | "SSL_CERT_FILE" | "SSL_CERT_DIR" | "http_proxy"
-                | "https_proxy" | "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "no_proxy"
+            "PATH"
+                | "HOME"
+                | "USER"
+                | "TMPDIR"
+                | "LANG"
+                | "CARGO_HOME"
+                | "RUSTUP_HOME"
+                | "RUSTUP_TOOLCHAIN"
+                | "SSL_CERT_FILE"
+                | "SSL_CERT_DIR"
+                | "http_proxy"
+                | "https_proxy"
+                | "HTTP_PROXY"
+                | "HTTPS_PROXY"
+                | "NO_PROXY"
+                | "no_proxy"
         ) || k_str.starts_with("CARGO_NET_")
             || k_str.starts_with("CARGO_HTTP_")
             || k_str.starts_with("CARGO_REGISTRIES_")
@@ -59,12 +72,17 @@ fn main() {
 
     let built = target_dir.join(TARGET).join("release");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let mut src = String::from("/// Plugins embedded in the binary: (name, component bytes).\npub const EMBEDDED: &[(&str, &[u8])] = &[\n");
+    let mut src = String::from(
+        "/// Plugins embedded in the binary: (name, component bytes).\npub const EMBEDDED: &[(&str, &[u8])] = &[\n",
+    );
     for (name, stem) in EMBEDDED {
         let wasm = built.join(format!("{stem}.wasm"));
         let copy = out.join(format!("{stem}.wasm"));
         std::fs::copy(&wasm, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
-        src.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", copy.display().to_string()));
+        src.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            copy.display().to_string()
+        ));
     }
     src.push_str("];\n");
     std::fs::write(out.join("plugins.rs"), src).unwrap();
@@ -90,6 +108,9 @@ fn ensure_target(_cargo: &str) {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "the {TARGET} target is missing and `rustup target add {TARGET}` failed");
+        assert!(
+            ok,
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
+        );
     }
 }

@@ -137,7 +137,9 @@ mod tests {
             "name = \"x\"\npath = \"x.wasm\"\nkind = \"driver\"\n[grants]\nproces = true\n",
         );
         assert!(bad.unwrap_err().to_string().contains("proces"));
-        let bad = toml::from_str::<PluginConfig>("name = \"x\"\npath = \"x.wasm\"\nkind = \"driver\"\nextra = 1\n");
+        let bad = toml::from_str::<PluginConfig>(
+            "name = \"x\"\npath = \"x.wasm\"\nkind = \"driver\"\nextra = 1\n",
+        );
         assert!(bad.is_err());
     }
 }

@@ -12,7 +12,8 @@ use wasmtime::{Engine, Store};
 use weft_bindings::driver::DriverPluginPre;
 use weft_bindings::driver::weft::plugin::types::{Outcome, Phase, PollResult, StepContext};
 use weft_engine::runtime::{
-    DriverError, DriverPoll, EventNotifier, LogSink, OutcomePhase, StepDriver, StepOutcome, StepRequest,
+    DriverError, DriverPoll, EventNotifier, LogSink, OutcomePhase, StepDriver, StepOutcome,
+    StepRequest,
 };
 
 use crate::config::{Grants, PluginConfig, PluginInfo, PluginKind, PluginSource};
@@ -120,13 +121,30 @@ impl Drivers {
             logs,
             notifier,
         });
-        let mut specs: Vec<(String, PluginKind, Vec<u8>, PluginSource, Grants, serde_json::Value)> = Vec::new();
+        let mut specs: Vec<(
+            String,
+            PluginKind,
+            Vec<u8>,
+            PluginSource,
+            Grants,
+            serde_json::Value,
+        )> = Vec::new();
         for (name, bytes) in crate::embedded::EMBEDDED {
             if opts.plugins.iter().any(|p| p.name == *name) {
                 continue; // replaced by configuration
             }
-            let grants = Grants { process: *name == "local", ..Grants::default() };
-            specs.push((name.to_string(), PluginKind::Driver, bytes.to_vec(), PluginSource::Embedded, grants, serde_json::Value::Null));
+            let grants = Grants {
+                process: *name == "local",
+                ..Grants::default()
+            };
+            specs.push((
+                name.to_string(),
+                PluginKind::Driver,
+                bytes.to_vec(),
+                PluginSource::Embedded,
+                grants,
+                serde_json::Value::Null,
+            ));
         }
         for p in &opts.plugins {
             if specs.iter().any(|s| s.0 == p.name) {
@@ -137,7 +155,14 @@ impl Drivers {
                 path: p.path.clone(),
                 source,
             })?;
-            specs.push((p.name.clone(), p.kind, bytes, PluginSource::Path(p.path.clone()), p.grants.clone(), p.config.clone()));
+            specs.push((
+                p.name.clone(),
+                p.kind,
+                bytes,
+                PluginSource::Path(p.path.clone()),
+                p.grants.clone(),
+                p.config.clone(),
+            ));
         }
 
         let mut plugins = HashMap::new();
@@ -145,9 +170,11 @@ impl Drivers {
             let t0 = Instant::now();
             let (component, sha256, how) = {
                 let (engine, cache, name) = (engine.clone(), opts.cache_dir.clone(), name.clone());
-                tokio::task::spawn_blocking(move || runtime::load_component(&engine, &cache, &name, &bytes))
-                    .await
-                    .map_err(|e| DriverLoadError::Engine(e.to_string()))??
+                tokio::task::spawn_blocking(move || {
+                    runtime::load_component(&engine, &cache, &name, &bytes)
+                })
+                .await
+                .map_err(|e| DriverLoadError::Engine(e.to_string()))??
             };
             let invalid = |e: wasmtime::Error| DriverLoadError::Invalid {
                 name: name.clone(),
@@ -190,7 +217,11 @@ impl Drivers {
             if let Pre::Driver(pre) = &plugin.pre {
                 let mut store = runtime::new_store(
                     &engine,
-                    CallInfo { plugin: plugin.name.clone(), grants: plugin.grants.clone(), step: None },
+                    CallInfo {
+                        plugin: plugin.name.clone(),
+                        grants: plugin.grants.clone(),
+                        step: None,
+                    },
                     caps.clone(),
                     opts.cpu_budget,
                     opts.memory_limit_bytes,
@@ -200,7 +231,10 @@ impl Drivers {
                     b.weft_plugin_driver().call_describe(&mut store).await
                 }
                 .await
-                .map_err(|e| DriverLoadError::Invalid { name: name.clone(), message: format!("describe() failed: {e:#}") })?;
+                .map_err(|e| DriverLoadError::Invalid {
+                    name: name.clone(),
+                    message: format!("describe() failed: {e:#}"),
+                })?;
                 info.version = meta.version;
                 info.description = meta.description;
             }
@@ -222,16 +256,27 @@ impl Drivers {
 
     /// Every loaded plugin, sorted by name (for `weft plugin list/inspect`).
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        let mut v: Vec<PluginInfo> = self.inner.plugins.values().map(|p| p.info.clone()).collect();
+        let mut v: Vec<PluginInfo> = self
+            .inner
+            .plugins
+            .values()
+            .map(|p| p.info.clone())
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
-    fn driver(&self, name: &str) -> Result<(&Arc<Plugin>, &DriverPluginPre<HostState>), DriverError> {
+    fn driver(
+        &self,
+        name: &str,
+    ) -> Result<(&Arc<Plugin>, &DriverPluginPre<HostState>), DriverError> {
         let p = self.inner.plugins.get(name).ok_or_else(|| {
             let mut known: Vec<&str> = self.inner.plugins.keys().map(|s| s.as_str()).collect();
             known.sort();
-            DriverError::new(format!("no driver plugin named '{name}' (loaded: {})", known.join(", ")))
+            DriverError::new(format!(
+                "no driver plugin named '{name}' (loaded: {})",
+                known.join(", ")
+            ))
         })?;
         match &p.pre {
             Pre::Driver(pre) => Ok((p, pre)),
@@ -244,10 +289,18 @@ impl Drivers {
 
     async fn call(&self, req: &StepRequest, op: Op<'_>) -> Result<Option<PollResult>, DriverError> {
         let (plugin, pre) = self.driver(&req.driver)?;
-        let step = StepKey { workflow_uid: req.workflow_uid.clone(), node_id: req.node_id.clone(), attempt: req.attempt };
+        let step = StepKey {
+            workflow_uid: req.workflow_uid.clone(),
+            node_id: req.node_id.clone(),
+            attempt: req.attempt,
+        };
         let mut store = runtime::new_store(
             &self.inner.engine,
-            CallInfo { plugin: plugin.name.clone(), grants: plugin.grants.clone(), step: Some(step) },
+            CallInfo {
+                plugin: plugin.name.clone(),
+                grants: plugin.grants.clone(),
+                step: Some(step),
+            },
             self.inner.caps.clone(),
             self.inner.cpu_budget,
             self.inner.memory_limit,
@@ -273,8 +326,18 @@ impl Drivers {
         let res = run_op(pre, &mut store, &ctx, &op).instrument(span).await;
         match res {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(msg)) => Err(DriverError::new(format!("plugin '{}' {}: {msg}", plugin.name, op.name()))),
-            Err(e) => Err(DriverError::new(describe_failure(&plugin.name, op.name(), &e, &store, self.inner.cpu_budget))),
+            Ok(Err(msg)) => Err(DriverError::new(format!(
+                "plugin '{}' {}: {msg}",
+                plugin.name,
+                op.name()
+            ))),
+            Err(e) => Err(DriverError::new(describe_failure(
+                &plugin.name,
+                op.name(),
+                &e,
+                &store,
+                self.inner.cpu_budget,
+            ))),
         }
     }
 }
@@ -313,12 +376,22 @@ async fn run_op(
 }
 
 /// A clear message for a trapped call: which plugin, what happened, its stderr.
-fn describe_failure(plugin: &str, op: &str, e: &wasmtime::Error, store: &Store<HostState>, budget: Duration) -> String {
+fn describe_failure(
+    plugin: &str,
+    op: &str,
+    e: &wasmtime::Error,
+    store: &Store<HostState>,
+    budget: Duration,
+) -> String {
     let full = format!("{e:#}");
     let reason = if full.contains(BUDGET_EXCEEDED) {
         format!("exceeded its CPU budget of {budget:?} per call (runaway loop?)")
     } else if full.contains("growing memory") || full.contains("memory") && full.contains("limit") {
-        format!("ran out of memory (limit {} MiB): {}", store.data().limits_mib(), first_line(&full))
+        format!(
+            "ran out of memory (limit {} MiB): {}",
+            store.data().limits_mib(),
+            first_line(&full)
+        )
     } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         format!("trapped: {trap}")
     } else {

@@ -29,7 +29,9 @@ pub mod host;
 pub mod runtime;
 pub mod sandbox;
 
-pub use config::{Grants, KubeGrant, ObjectStoreGrant, PluginConfig, PluginInfo, PluginKind, PluginSource};
+pub use config::{
+    Grants, KubeGrant, ObjectStoreGrant, PluginConfig, PluginInfo, PluginKind, PluginSource,
+};
 pub use drivers::{DriverOptions, Drivers};
 pub use error::DriverLoadError;
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -100,14 +103,25 @@ pub fn load_component(
         // the same compatibility hash (part of the name), in a directory we own.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok((c, digest, LoadPath::Cached)),
-            Err(e) => tracing::warn!(plugin = name, path = %path.display(), "stale component cache entry: {e:#}"),
+            Err(e) => {
+                tracing::warn!(plugin = name, path = %path.display(), "stale component cache entry: {e:#}")
+            }
         }
     }
-    let invalid = |e: wasmtime::Error| DriverLoadError::Invalid { name: name.to_string(), message: format!("{e:#}") };
+    let invalid = |e: wasmtime::Error| DriverLoadError::Invalid {
+        name: name.to_string(),
+        message: format!("{e:#}"),
+    };
     let bytes = engine.precompile_component(wasm).map_err(invalid)?;
-    let cache = |source| DriverLoadError::Cache { path: cache_dir.to_path_buf(), source };
+    let cache = |source| DriverLoadError::Cache {
+        path: cache_dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(cache_dir).map_err(cache)?;
-    let tmp = cache_dir.join(format!(".{digest}-{engine_hash}.{}.tmp", std::process::id()));
+    let tmp = cache_dir.join(format!(
+        ".{digest}-{engine_hash}.{}.tmp",
+        std::process::id()
+    ));
     std::fs::write(&tmp, &bytes).map_err(cache)?;
     std::fs::rename(&tmp, &path).map_err(cache)?;
     // SAFETY: just produced by this engine.
@@ -139,7 +153,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

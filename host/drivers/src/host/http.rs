@@ -66,7 +66,9 @@ fn substitute(state: &HostState, s: &str) -> Result<String, CapabilityError> {
     while let Some(i) = rest.find("${secret:") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 9..];
-        let end = after.find('}').ok_or_else(|| CapabilityError::Invalid("unterminated ${secret:…}".into()))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| CapabilityError::Invalid("unterminated ${secret:…}".into()))?;
         out.push_str(&super::secrets::lookup(state, &after[..end])?);
         rest = &after[end + 1..];
     }
@@ -76,10 +78,16 @@ fn substitute(state: &HostState, s: &str) -> Result<String, CapabilityError> {
 
 async fn send_plain(host: &str, port: u16, raw: Vec<u8>) -> Result<Response, CapabilityError> {
     let failed = |e: std::io::Error| CapabilityError::Failed(e.to_string());
-    let mut conn = tokio::net::TcpStream::connect((host, port)).await.map_err(failed)?;
+    let mut conn = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(failed)?;
     conn.write_all(&raw).await.map_err(failed)?;
     let mut buf = Vec::new();
-    (&mut conn).take(MAX_BODY as u64 + 64 * 1024).read_to_end(&mut buf).await.map_err(failed)?;
+    (&mut conn)
+        .take(MAX_BODY as u64 + 64 * 1024)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(failed)?;
     let head_end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -96,17 +104,31 @@ async fn send_plain(host: &str, port: u16, raw: Vec<u8>) -> Result<Response, Cap
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let mut body = buf[head_end + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..i])
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 || b.len() < i + 2 + size {
             break;
         }
@@ -129,9 +151,14 @@ impl Host for HostState {
             ))));
         }
         if scheme == "https" {
-            return Ok(Err(CapabilityError::NotConfigured("https is not available in this build".into())));
+            return Ok(Err(CapabilityError::NotConfigured(
+                "https is not available in this build".into(),
+            )));
         }
-        let mut raw = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n", req.method);
+        let mut raw = format!(
+            "{} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
+            req.method
+        );
         for (k, v) in &req.headers {
             match substitute(self, v) {
                 Ok(v) => raw.push_str(&format!("{k}: {v}\r\n")),
@@ -151,11 +178,18 @@ impl Host for HostState {
         raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut raw = raw.into_bytes();
         raw.extend_from_slice(&body);
-        let timeout = req.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
-        Ok(match tokio::time::timeout(timeout, send_plain(&host, port, raw)).await {
-            Ok(r) => r,
-            Err(_) => Err(CapabilityError::Failed(format!("timed out after {timeout:?}"))),
-        })
+        let timeout = req
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        Ok(
+            match tokio::time::timeout(timeout, send_plain(&host, port, raw)).await {
+                Ok(r) => r,
+                Err(_) => Err(CapabilityError::Failed(format!(
+                    "timed out after {timeout:?}"
+                ))),
+            },
+        )
     }
 }
 
@@ -165,7 +199,11 @@ mod tests {
 
     #[test]
     fn allow_list() {
-        let allow = vec!["example.com".to_string(), "*.svc.local".into(), "127.0.0.1:8080".into()];
+        let allow = vec![
+            "example.com".to_string(),
+            "*.svc.local".into(),
+            "127.0.0.1:8080".into(),
+        ];
         assert!(host_allowed(&allow, "example.com", 443));
         assert!(host_allowed(&allow, "a.svc.local", 80));
         assert!(!host_allowed(&allow, "svc.local", 80));

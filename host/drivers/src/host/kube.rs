@@ -11,7 +11,10 @@ type R<T> = wasmtime::Result<Result<T, CapabilityError>>;
 impl HostState {
     fn kube_unavailable<T>(&self) -> R<T> {
         Ok(Err(match &self.call.grants.kube {
-            None => super::not_granted(format!("plugin '{}' is not granted `kube`", self.call.plugin)),
+            None => super::not_granted(format!(
+                "plugin '{}' is not granted `kube`",
+                self.call.plugin
+            )),
             Some(g) => CapabilityError::NotConfigured(format!(
                 "no Kubernetes client in this build (grant: namespace {}, labels {})",
                 g.namespace, g.label_selector
@@ -24,7 +27,12 @@ impl Host for HostState {
     async fn get(&mut self, _obj: ObjectRef) -> R<Option<String>> {
         self.kube_unavailable()
     }
-    async fn list_objects(&mut self, _api_version: String, _kind: String, _label_selector: Option<String>) -> R<Vec<String>> {
+    async fn list_objects(
+        &mut self,
+        _api_version: String,
+        _kind: String,
+        _label_selector: Option<String>,
+    ) -> R<Vec<String>> {
         self.kube_unavailable()
     }
     async fn create(&mut self, _object: String) -> R<String> {

@@ -34,25 +34,43 @@ pub(crate) fn not_granted(what: impl std::fmt::Display) -> CapabilityError {
 }
 
 /// Register every capability interface (and WASI) for the `driver-plugin` world.
-pub fn add_driver_world(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+pub fn add_driver_world(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    weft_bindings::driver::DriverPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    weft_bindings::driver::DriverPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        linker,
+        |s| s,
+    )
 }
 
 /// Register imports for the `step-component` world.
 pub fn add_step_world(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    weft_bindings::step::StepComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    weft_bindings::step::StepComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        linker,
+        |s| s,
+    )
 }
 
 /// Register imports for the `artifact-plugin` world.
-pub fn add_artifact_world(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+pub fn add_artifact_world(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    weft_bindings::artifact::ArtifactPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    weft_bindings::artifact::ArtifactPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        linker,
+        |s| s,
+    )
 }
 
 /// Register imports for the `executor-plugin` world.
-pub fn add_executor_world(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+pub fn add_executor_world(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    weft_bindings::executor::ExecutorPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    weft_bindings::executor::ExecutorPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        linker,
+        |s| s,
+    )
 }

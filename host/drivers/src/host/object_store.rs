@@ -11,7 +11,10 @@ type R<T> = wasmtime::Result<Result<T, CapabilityError>>;
 impl HostState {
     fn store_unavailable<T>(&self) -> R<T> {
         Ok(Err(match &self.call.grants.object_store {
-            None => super::not_granted(format!("plugin '{}' is not granted `object_store`", self.call.plugin)),
+            None => super::not_granted(format!(
+                "plugin '{}' is not granted `object_store`",
+                self.call.plugin
+            )),
             Some(g) => CapabilityError::NotConfigured(format!(
                 "no object-store backend in this build (grant: bucket {}, prefix {})",
                 g.bucket, g.prefix

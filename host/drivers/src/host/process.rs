@@ -13,7 +13,9 @@ type R<T> = wasmtime::Result<Result<T, CapabilityError>>;
 impl From<ProcessError> for CapabilityError {
     fn from(e: ProcessError) -> Self {
         match e {
-            ProcessError::Unknown(_) | ProcessError::Invalid(_) => CapabilityError::Invalid(e.to_string()),
+            ProcessError::Unknown(_) | ProcessError::Invalid(_) => {
+                CapabilityError::Invalid(e.to_string())
+            }
             ProcessError::Failed(m) => CapabilityError::Failed(m),
         }
     }
@@ -23,7 +25,10 @@ impl HostState {
     /// The grant check plus: a plugin may only touch its own step's processes.
     fn check_process(&self, id: Option<&str>) -> Result<(), CapabilityError> {
         if !self.call.grants.process {
-            return Err(super::not_granted(format!("plugin '{}' is not granted `process`", self.call.plugin)));
+            return Err(super::not_granted(format!(
+                "plugin '{}' is not granted `process`",
+                self.call.plugin
+            )));
         }
         let Some(step) = &self.call.step else {
             return Err(CapabilityError::Invalid("no step is being served".into()));
@@ -31,7 +36,9 @@ impl HostState {
         if let Some(id) = id {
             let prefix = ProcessManager::process_id(step, "");
             if !id.starts_with(&prefix) {
-                return Err(CapabilityError::Invalid(format!("process '{id}' does not belong to this step")));
+                return Err(CapabilityError::Invalid(format!(
+                    "process '{id}' does not belong to this step"
+                )));
             }
         }
         Ok(())
@@ -45,43 +52,69 @@ impl Host for HostState {
         }
         let step = self.call.step.clone().expect("checked");
         let spec = ProcessSpec {
-            name: if spec.name.is_empty() { "main".into() } else { spec.name },
+            name: if spec.name.is_empty() {
+                "main".into()
+            } else {
+                spec.name
+            },
             argv: spec.argv,
             env: spec.env,
             working_dir: spec.working_dir,
             files: spec
                 .files
                 .into_iter()
-                .map(|f| FileSpec { path: f.path, contents: f.contents, mode: f.mode })
+                .map(|f| FileSpec {
+                    path: f.path,
+                    contents: f.contents,
+                    mode: f.mode,
+                })
                 .collect(),
         };
-        Ok(self.caps.processes.spawn(&step, spec).await.map_err(Into::into))
+        Ok(self
+            .caps
+            .processes
+            .spawn(&step, spec)
+            .await
+            .map_err(Into::into))
     }
 
     fn status(&mut self, id: String) -> R<ProcessState> {
         if let Err(e) = self.check_process(Some(&id)) {
             return Ok(Err(e));
         }
-        Ok(self.caps.processes.status(&id).map_err(Into::into).map(|s| match s {
-            S::Running => ProcessState::Running,
-            S::Exited(c) => ProcessState::Exited(c),
-            S::Signaled(s) => ProcessState::Signaled(s),
-            S::FailedToStart(m) => ProcessState::FailedToStart(m),
-        }))
+        Ok(self
+            .caps
+            .processes
+            .status(&id)
+            .map_err(Into::into)
+            .map(|s| match s {
+                S::Running => ProcessState::Running,
+                S::Exited(c) => ProcessState::Exited(c),
+                S::Signaled(s) => ProcessState::Signaled(s),
+                S::FailedToStart(m) => ProcessState::FailedToStart(m),
+            }))
     }
 
     fn read_file(&mut self, id: String, path: String, max_bytes: u64) -> R<Option<Vec<u8>>> {
         if let Err(e) = self.check_process(Some(&id)) {
             return Ok(Err(e));
         }
-        Ok(self.caps.processes.read_file(&id, &path, max_bytes).map_err(Into::into))
+        Ok(self
+            .caps
+            .processes
+            .read_file(&id, &path, max_bytes)
+            .map_err(Into::into))
     }
 
     fn stdout_tail(&mut self, id: String, max_bytes: u32) -> R<String> {
         if let Err(e) = self.check_process(Some(&id)) {
             return Ok(Err(e));
         }
-        Ok(self.caps.processes.stdout_tail(&id, max_bytes as usize).map_err(Into::into))
+        Ok(self
+            .caps
+            .processes
+            .stdout_tail(&id, max_bytes as usize)
+            .map_err(Into::into))
     }
 
     fn kill(&mut self, id: String) -> R<()> {

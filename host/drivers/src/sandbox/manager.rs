@@ -85,7 +85,13 @@ pub struct ProcessManager {
 /// Keep ids and directory names to a safe alphabet.
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect::<String>()
         .trim_start_matches('.')
         .to_string()
@@ -99,7 +105,9 @@ fn join_inside(root: &Path, path: &str) -> Result<PathBuf, ProcessError> {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(p) => out.push(p),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(ProcessError::Invalid(format!("path '{path}' escapes the step root")));
+                return Err(ProcessError::Invalid(format!(
+                    "path '{path}' escapes the step root"
+                )));
             }
         }
     }
@@ -151,7 +159,11 @@ impl ProcessManager {
     }
 
     /// Spawn (or adopt) the process of `step` named `spec.name`.
-    pub async fn spawn(self: &Arc<Self>, step: &StepKey, spec: ProcessSpec) -> Result<String, ProcessError> {
+    pub async fn spawn(
+        self: &Arc<Self>,
+        step: &StepKey,
+        spec: ProcessSpec,
+    ) -> Result<String, ProcessError> {
         let id = Self::process_id(step, &spec.name);
         if self.table.lock().unwrap().contains_key(&id) {
             return Ok(id);
@@ -216,16 +228,35 @@ impl ProcessManager {
     }
 
     /// Capture output, wait for exit, record the status, notify.
-    fn watch(self: &Arc<Self>, id: String, step: StepKey, entry: Arc<Entry>, mut child: std::process::Child) {
+    fn watch(
+        self: &Arc<Self>,
+        id: String,
+        step: StepKey,
+        entry: Arc<Entry>,
+        mut child: std::process::Child,
+    ) {
         let this = Arc::downgrade(self);
-        let stdout = child.stdout.take().and_then(|s| tokio::process::ChildStdout::from_std(s).ok());
-        let stderr = child.stderr.take().and_then(|s| tokio::process::ChildStderr::from_std(s).ok());
+        let stdout = child
+            .stdout
+            .take()
+            .and_then(|s| tokio::process::ChildStdout::from_std(s).ok());
+        let stderr = child
+            .stderr
+            .take()
+            .and_then(|s| tokio::process::ChildStderr::from_std(s).ok());
         let logs = self.logs.clone();
         let notifier = self.notifier.clone();
         let out_task = stdout.map(|s| {
-            tokio::spawn(pump(s, LogStream::Stdout, step.clone(), logs.clone(), Some(entry.clone())))
+            tokio::spawn(pump(
+                s,
+                LogStream::Stdout,
+                step.clone(),
+                logs.clone(),
+                Some(entry.clone()),
+            ))
         });
-        let err_task = stderr.map(|s| tokio::spawn(pump(s, LogStream::Stderr, step.clone(), logs.clone(), None)));
+        let err_task = stderr
+            .map(|s| tokio::spawn(pump(s, LogStream::Stderr, step.clone(), logs.clone(), None)));
         let pid = child.id() as i32;
         tokio::spawn(async move {
             let status = tokio::task::spawn_blocking(move || child.wait()).await;
@@ -250,7 +281,9 @@ impl ProcessManager {
             };
             tracing::debug!(process = %id, ?state, "step process ended");
             *entry.state.lock().unwrap() = state;
-            if entry.release_on_exit.load(std::sync::atomic::Ordering::SeqCst)
+            if entry
+                .release_on_exit
+                .load(std::sync::atomic::Ordering::SeqCst)
                 && let Some(this) = this.upgrade()
             {
                 let _ = this.release(&id);
@@ -278,26 +311,43 @@ impl ProcessManager {
     }
 
     /// Read a file of the step's root; `None` if missing.
-    pub fn read_file(&self, id: &str, path: &str, max: u64) -> Result<Option<Vec<u8>>, ProcessError> {
+    pub fn read_file(
+        &self,
+        id: &str,
+        path: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, ProcessError> {
         let e = self.entry(id)?;
         let joined = join_inside(&e.root, path)?;
-        let canon_root = e.root.canonicalize().map_err(|e| ProcessError::Failed(e.to_string()))?;
+        let canon_root = e
+            .root
+            .canonicalize()
+            .map_err(|e| ProcessError::Failed(e.to_string()))?;
         let canon = match joined.canonicalize() {
             Ok(c) => c,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(ProcessError::Failed(format!("{path}: {err}"))),
         };
         if !canon.starts_with(&canon_root) {
-            return Err(ProcessError::Invalid(format!("'{path}' points outside the step root")));
+            return Err(ProcessError::Invalid(format!(
+                "'{path}' points outside the step root"
+            )));
         }
         let meta = std::fs::metadata(&canon).map_err(|e| ProcessError::Failed(e.to_string()))?;
         if !meta.is_file() {
-            return Err(ProcessError::Invalid(format!("'{path}' is not a regular file")));
+            return Err(ProcessError::Invalid(format!(
+                "'{path}' is not a regular file"
+            )));
         }
         if meta.len() > max {
-            return Err(ProcessError::Invalid(format!("'{path}' is {} bytes, over the {max}-byte cap", meta.len())));
+            return Err(ProcessError::Invalid(format!(
+                "'{path}' is {} bytes, over the {max}-byte cap",
+                meta.len()
+            )));
         }
-        std::fs::read(&canon).map(Some).map_err(|e| ProcessError::Failed(e.to_string()))
+        std::fs::read(&canon)
+            .map(Some)
+            .map_err(|e| ProcessError::Failed(e.to_string()))
     }
 
     pub fn kill(&self, id: &str) -> Result<(), ProcessError> {
@@ -319,7 +369,8 @@ impl ProcessManager {
         {
             let st = e.state.lock().unwrap();
             if *st == ProcessState::Running {
-                e.release_on_exit.store(true, std::sync::atomic::Ordering::SeqCst);
+                e.release_on_exit
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 drop(st);
                 return self.kill(id);
             }

@@ -28,7 +28,9 @@ pub const ROOT_SYMLINKS: &[(&str, &str)] = &[
     ("sbin", "usr/sbin"),
 ];
 /// Directories created in every step root before spawn.
-pub const ROOT_DIRS: &[&str] = &["usr", "etc", "opt", "dev", "proc", "tmp", "root", "mnt", "run", "var/tmp"];
+pub const ROOT_DIRS: &[&str] = &[
+    "usr", "etc", "opt", "dev", "proc", "tmp", "root", "mnt", "run", "var/tmp",
+];
 
 /// What to run, with paths already resolved on the host.
 #[derive(Debug, Clone)]
@@ -222,7 +224,10 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             flags |= libc::CLONE_NEWUSER;
         }
         if libc::unshare(flags) != 0 {
-            return Err(fail(p, b"unshare namespaces (are user/mount namespaces permitted here?)"));
+            return Err(fail(
+                p,
+                b"unshare namespaces (are user/mount namespaces permitted here?)",
+            ));
         }
         if let Some((sg, deny, um, umap, gm, gmap)) = &p.user_ns
             && (!write_file(sg, deny) || !write_file(um, umap) || !write_file(gm, gmap))
@@ -230,14 +235,25 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             return Err(fail(p, b"write uid_map/gid_map of the user namespace"));
         }
         let none = std::ptr::null();
-        if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
             return Err(fail(p, b"make / rprivate"));
         }
         let mut dev_i = 0;
         for m in &p.mounts {
             // Device binds need an empty file to mount on, inside the fresh /dev tmpfs.
             if dev_i < p.dev_files.len() && m.dst.as_bytes() == p.dev_files[dev_i].as_bytes() {
-                let fd = libc::open(m.dst.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o666);
+                let fd = libc::open(
+                    m.dst.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o666,
+                );
                 if fd >= 0 {
                     libc::close(fd);
                 }
@@ -245,7 +261,10 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             }
             let src = m.src.as_ref().map_or(none, |s| s.as_ptr());
             let fs = m.fstype.as_ref().map_or(none, |s| s.as_ptr());
-            let data = m.data.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast());
+            let data = m
+                .data
+                .as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr().cast());
             if libc::mount(src, m.dst.as_ptr(), fs, m.flags, data) != 0 {
                 return Err(fail(p, m.what));
             }
@@ -283,7 +302,14 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             return Err(fail(p, b"chdir to the working directory"));
         }
         libc::setpgid(0, 0);
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return Err(fail(p, b"set PR_SET_PDEATHSIG"));
         }
         // Drop every capability: bounding set, then effective/permitted/inheritable, ambient.
@@ -294,7 +320,13 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
                 break;
             }
         }
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err(fail(p, b"set no-new-privs"));
         }
@@ -309,10 +341,21 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             permitted: u32,
             inheritable: u32,
         }
-        let hdr = CapHeader { version: 0x2008_0522, pid: 0 };
+        let hdr = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
         let data = [
-            CapData { effective: 0, permitted: 0, inheritable: 0 },
-            CapData { effective: 0, permitted: 0, inheritable: 0 },
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
         ];
         if libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) != 0 {
             return Err(fail(p, b"drop capabilities"));
@@ -332,12 +375,15 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
     let mut fds = [0i32; 2];
     // SAFETY: valid out-array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("sandbox could not be set up: pipe: {}", io::Error::last_os_error()));
+        return Err(format!(
+            "sandbox could not be set up: pipe: {}",
+            io::Error::last_os_error()
+        ));
     }
     // SAFETY: fresh fds we own.
     let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let prepared = prepare(req, err_w.as_raw_fd())
-        .map_err(|e| format!("sandbox could not be set up: {e}"))?;
+    let prepared =
+        prepare(req, err_w.as_raw_fd()).map_err(|e| format!("sandbox could not be set up: {e}"))?;
     let mut cmd = Command::new(&req.argv[0]);
     cmd.args(&req.argv[1..])
         .env_clear()
@@ -408,6 +454,7 @@ impl Spawner {
         self.tx
             .send((req, reply))
             .map_err(|_| "the spawner thread is gone".to_string())?;
-        rx.await.map_err(|_| "the spawner thread is gone".to_string())?
+        rx.await
+            .map_err(|_| "the spawner thread is gone".to_string())?
     }
 }

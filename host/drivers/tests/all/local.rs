@@ -10,13 +10,20 @@ use crate::support::*;
 #[tokio::test]
 async fn argosay_echo_succeeds_with_result() {
     let h = harness().await;
-    let req = request("echo", "local", json!({"container": {"image": "argoproj/argosay:v2", "args": ["echo", "hello"]}}));
+    let req = request(
+        "echo",
+        "local",
+        json!({"container": {"image": "argoproj/argosay:v2", "args": ["echo", "hello"]}}),
+    );
     let o = run(&h, &req).await;
     assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
     assert_eq!(o.result.as_deref(), Some("hello"));
     assert_eq!(o.exit_code, Some(0));
     let logs = h.logs.0.lock().unwrap();
-    assert!(logs.iter().any(|l| l.line == "hello" && l.stream == LogStream::Stdout && l.node_id == "echo"));
+    assert!(
+        logs.iter()
+            .any(|l| l.line == "hello" && l.stream == LogStream::Stdout && l.node_id == "echo")
+    );
 }
 
 #[tokio::test]
@@ -48,7 +55,13 @@ async fn output_parameter_from_file_and_default() {
     );
     let o = run(&h, &req).await;
     assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
-    assert_eq!(o.parameters, vec![("msg".to_string(), "hello world".to_string()), ("dflt".into(), "fallback".into())]);
+    assert_eq!(
+        o.parameters,
+        vec![
+            ("msg".to_string(), "hello world".to_string()),
+            ("dflt".into(), "fallback".into())
+        ]
+    );
 
     let req = request(
         "params-missing",
@@ -66,7 +79,11 @@ async fn output_parameter_from_file_and_default() {
 #[tokio::test]
 async fn exit_code_fails_step() {
     let h = harness().await;
-    let req = request("exit3", "local", json!({"container": {"image": "argoproj/argosay:v2", "args": ["exit", "3"]}}));
+    let req = request(
+        "exit3",
+        "local",
+        json!({"container": {"image": "argoproj/argosay:v2", "args": ["exit", "3"]}}),
+    );
     let o = run(&h, &req).await;
     assert_eq!(o.phase, OutcomePhase::Failed);
     assert_eq!(o.exit_code, Some(3));
@@ -76,11 +93,18 @@ async fn exit_code_fails_step() {
 #[tokio::test]
 async fn unknown_image_without_command_is_error() {
     let h = harness().await;
-    let req = request("mystery", "local", json!({"container": {"image": "example.com/mystery:1.0"}}));
+    let req = request(
+        "mystery",
+        "local",
+        json!({"container": {"image": "example.com/mystery:1.0"}}),
+    );
     let o = run(&h, &req).await;
     assert_eq!(o.phase, OutcomePhase::Error);
     let m = o.message.unwrap();
-    assert!(m.contains("cannot be emulated locally") && m.contains("command"), "{m}");
+    assert!(
+        m.contains("cannot be emulated locally") && m.contains("command"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -88,16 +112,29 @@ async fn concurrent_steps_have_private_filesystems() {
     let h = harness().await;
     // Each step writes its own value, waits for the other to have written, reads back.
     let script = |v: &str| {
-        format!("echo {v} > /tmp/num; echo {v} > /result.txt; mkdir -p /mnt/out; echo {v} > /mnt/out/x; sleep 0.3; cat /tmp/num /result.txt /mnt/out/x")
+        format!(
+            "echo {v} > /tmp/num; echo {v} > /result.txt; mkdir -p /mnt/out; echo {v} > /mnt/out/x; sleep 0.3; cat /tmp/num /result.txt /mnt/out/x"
+        )
     };
-    let a = request("a", "local", json!({"container": {"image": "alpine", "command": ["sh", "-c", script("1")]}}));
-    let b = request("b", "local", json!({"container": {"image": "alpine", "command": ["sh", "-c", script("2")]}}));
+    let a = request(
+        "a",
+        "local",
+        json!({"container": {"image": "alpine", "command": ["sh", "-c", script("1")]}}),
+    );
+    let b = request(
+        "b",
+        "local",
+        json!({"container": {"image": "alpine", "command": ["sh", "-c", script("2")]}}),
+    );
     let (oa, ob) = tokio::join!(run(&h, &a), run(&h, &b));
     assert_eq!(oa.result.as_deref(), Some("1\n1\n1"), "{oa:?}");
     assert_eq!(ob.result.as_deref(), Some("2\n2\n2"), "{ob:?}");
     // Nothing leaked onto the host.
     for p in ["/result.txt", "/mnt/out/x"] {
-        assert!(!std::path::Path::new(p).exists(), "{p} leaked onto the host");
+        assert!(
+            !std::path::Path::new(p).exists(),
+            "{p} leaked onto the host"
+        );
     }
     if let Ok(s) = std::fs::read_to_string("/tmp/num") {
         assert!(s != "1\n" && s != "2\n", "/tmp/num leaked onto the host");
@@ -124,7 +161,11 @@ async fn sandbox_has_no_capabilities_and_readonly_usr() {
 #[tokio::test]
 async fn whalesay_and_cowsay_on_path() {
     let h = harness().await;
-    let req = request("cow", "local", json!({"container": {"image": "docker/whalesay:latest", "command": ["cowsay"], "args": ["hello world"]}}));
+    let req = request(
+        "cow",
+        "local",
+        json!({"container": {"image": "docker/whalesay:latest", "command": ["cowsay"], "args": ["hello world"]}}),
+    );
     let o = run(&h, &req).await;
     assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
     assert!(o.result.unwrap().contains("< hello world >"));
@@ -133,11 +174,17 @@ async fn whalesay_and_cowsay_on_path() {
 #[tokio::test]
 async fn repeated_start_adopts_and_cancel_kills() {
     let h = harness().await;
-    let req = request("sleepy", "local", json!({"container": {"image": "argoproj/argosay:v2", "args": ["sleep", "30s"]}}));
+    let req = request(
+        "sleepy",
+        "local",
+        json!({"container": {"image": "argoproj/argosay:v2", "args": ["sleep", "30s"]}}),
+    );
     let first = h.drivers.start(&req).await.unwrap();
     let second = h.drivers.start(&req).await.unwrap();
     assert_eq!(first, second, "a repeated start adopts the same process");
-    let weft_engine::runtime::DriverPoll::Pending { state, .. } = first else { panic!("expected pending") };
+    let weft_engine::runtime::DriverPoll::Pending { state, .. } = first else {
+        panic!("expected pending")
+    };
     let t = Instant::now();
     h.drivers.cancel(&req, &state).await.unwrap();
     // The poll after cancel finds the process gone (released), never hangs.

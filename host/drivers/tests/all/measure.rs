@@ -67,7 +67,10 @@ async fn instantiate_and_call_cost() {
     for _ in 0..n {
         h.drivers.start(&req).await.unwrap();
     }
-    eprintln!("MEASURE fresh instance + start() call (JSON ctx): {:.1} µs", per(t.elapsed(), n));
+    eprintln!(
+        "MEASURE fresh instance + start() call (JSON ctx): {:.1} µs",
+        per(t.elapsed(), n)
+    );
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Notify;
 use weft_drivers::{DriverOptions, Drivers};
-use weft_engine::runtime::{DriverPoll, EventNotifier, LogLine, LogSink, StepDriver, StepOutcome, StepRequest};
+use weft_engine::runtime::{
+    DriverPoll, EventNotifier, LogLine, LogSink, StepDriver, StepOutcome, StepRequest,
+};
 
 #[derive(Default)]
 pub struct MemLogs(pub Mutex<Vec<LogLine>>);
@@ -35,7 +37,8 @@ pub struct Harness {
     pub drivers: Drivers,
     pub logs: Arc<MemLogs>,
     pub notifier: Arc<Notifier>,
-    pub dir: tempfile::TempDir,
+    /// Holds the cache and work directories alive.
+    pub _dir: tempfile::TempDir,
 }
 
 pub fn test_plugin(stem: &str) -> PathBuf {
@@ -48,8 +51,15 @@ pub async fn harness_with(f: impl FnOnce(&mut DriverOptions)) -> Harness {
     f(&mut opts);
     let logs = Arc::new(MemLogs::default());
     let notifier = Arc::new(Notifier::default());
-    let drivers = Drivers::new(opts, logs.clone(), notifier.clone()).await.unwrap();
-    Harness { drivers, logs, notifier, dir }
+    let drivers = Drivers::new(opts, logs.clone(), notifier.clone())
+        .await
+        .unwrap();
+    Harness {
+        drivers,
+        logs,
+        notifier,
+        dir,
+    }
 }
 
 pub async fn harness() -> Harness {
@@ -76,8 +86,13 @@ pub async fn run(h: &Harness, req: &StepRequest) -> StepOutcome {
     loop {
         match r {
             DriverPoll::Done(o) => return o,
-            DriverPoll::Pending { state, event_key, .. } => {
-                assert!(tokio::time::Instant::now() < deadline, "step did not finish");
+            DriverPoll::Pending {
+                state, event_key, ..
+            } => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "step did not finish"
+                );
                 if let Some(key) = &event_key {
                     let notified = h.notifier.notify.notified();
                     if !h.notifier.keys.lock().unwrap().contains(key) {
