@@ -79,7 +79,10 @@ async fn runaway_loop_does_not_starve_other_calls() {
     };
     let ((e, loop_done), other_done) = tokio::join!(looping, other);
     assert!(e.is_err());
-    assert!(other_done < loop_done, "a looping plugin starved a concurrent call");
+    assert!(
+        other_done < loop_done,
+        "a looping plugin starved a concurrent call"
+    );
 }
 
 #[tokio::test]

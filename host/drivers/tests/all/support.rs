@@ -58,7 +58,7 @@ pub async fn harness_with(f: impl FnOnce(&mut DriverOptions)) -> Harness {
         drivers,
         logs,
         notifier,
-        dir,
+        _dir: dir,
     }
 }
 
