@@ -101,7 +101,9 @@ impl StepContext {
 impl PluginError {
     /// A plugin error with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        PluginError { message: message.into() }
+        PluginError {
+            message: message.into(),
+        }
     }
 }
 
@@ -119,7 +121,11 @@ impl CapabilityError {
 
 /// A `pending` result: poll again when `event_key` fires or after `after_ms`.
 pub fn pending(state: Vec<u8>, event_key: Option<String>, after_ms: Option<u64>) -> PollResult {
-    PollResult::Pending(Wake { state, after_ms, event_key })
+    PollResult::Pending(Wake {
+        state,
+        after_ms,
+        event_key,
+    })
 }
 
 /// Constructors for [`Outcome`].
@@ -138,7 +144,10 @@ pub mod outcome {
     }
     /// Succeeded with `result` as `outputs.result`.
     pub fn succeeded(result: Option<String>) -> Outcome {
-        Outcome { result, ..new(Phase::Succeeded, None) }
+        Outcome {
+            result,
+            ..new(Phase::Succeeded, None)
+        }
     }
     /// Failed (the step ran and failed) with a message.
     pub fn failed(message: impl Into<String>) -> Outcome {

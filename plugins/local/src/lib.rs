@@ -13,8 +13,7 @@ pub mod plan;
 use serde::{Deserialize, Serialize};
 use weft_sdk::driver::host::process::{self, ProcessState};
 use weft_sdk::driver::{
-    Driver, Outcome, Phase, PluginError, PluginMetadata, PollResult, StepContext, outcome,
-    pending,
+    Driver, Outcome, Phase, PluginError, PluginMetadata, PollResult, StepContext, outcome, pending,
 };
 
 /// Largest output parameter file read back (Argo caps parameters too).
@@ -65,12 +64,19 @@ impl Driver for Local {
             files: plan
                 .files
                 .into_iter()
-                .map(|f| process::FileSpec { path: f.path, contents: f.contents, mode: f.mode })
+                .map(|f| process::FileSpec {
+                    path: f.path,
+                    contents: f.contents,
+                    mode: f.mode,
+                })
                 .collect(),
         };
         match process::spawn(&spec) {
             Ok(id) => Ok(pending_on(&id)),
-            Err(e) => Ok(PollResult::Done(outcome::error(format!("could not start the step: {}", e.message())))),
+            Err(e) => Ok(PollResult::Done(outcome::error(format!(
+                "could not start the step: {}",
+                e.message()
+            )))),
         }
     }
 
@@ -80,7 +86,8 @@ impl Driver for Local {
             Ok(s) => s,
             Err(e) => {
                 return Ok(PollResult::Done(outcome::error(format!(
-                    "the step's process is gone ({}): it was cancelled, or the engine restarted", e.message()
+                    "the step's process is gone ({}): it was cancelled, or the engine restarted",
+                    e.message()
                 ))));
             }
         };
@@ -131,8 +138,12 @@ fn collect(ctx: &StepContext, id: &str, code: i32) -> Outcome {
         .cloned()
         .unwrap_or_default();
     for p in params {
-        let Some(name) = p.get("name").and_then(|n| n.as_str()) else { continue };
-        let Some(path) = p.pointer("/valueFrom/path").and_then(|n| n.as_str()) else { continue };
+        let Some(name) = p.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        let Some(path) = p.pointer("/valueFrom/path").and_then(|n| n.as_str()) else {
+            continue;
+        };
         let default = p.pointer("/valueFrom/default").and_then(value_str);
         match process::read_file(id, path, MAX_PARAM_BYTES) {
             Ok(Some(bytes)) => {
@@ -143,7 +154,8 @@ fn collect(ctx: &StepContext, id: &str, code: i32) -> Outcome {
                 out.parameters.push((name.to_string(), v));
             }
             Ok(None) | Err(_) if default.is_some() => {
-                out.parameters.push((name.to_string(), default.unwrap_or_default()));
+                out.parameters
+                    .push((name.to_string(), default.unwrap_or_default()));
             }
             Ok(None) => {
                 if out.phase == Phase::Succeeded {
@@ -156,7 +168,10 @@ fn collect(ctx: &StepContext, id: &str, code: i32) -> Outcome {
             Err(e) => {
                 if out.phase == Phase::Succeeded {
                     out.phase = Phase::Error;
-                    out.message = Some(format!("output parameter '{name}': cannot read '{path}': {}", e.message()));
+                    out.message = Some(format!(
+                        "output parameter '{name}': cannot read '{path}': {}",
+                        e.message()
+                    ));
                 }
             }
         }

@@ -109,16 +109,32 @@ pub fn plan(template: &Value) -> Result<Plan, String> {
     let command = strings(c.get("command"));
     let args = strings(c.get("args"));
     let mut files = vec![
-        File { path: format!("{EMULATION_BIN}/cowsay"), contents: COWSAY.to_vec(), mode: 0o755 },
-        File { path: format!("{EMULATION_BIN}/python"), contents: PYTHON_SHIM.to_vec(), mode: 0o755 },
+        File {
+            path: format!("{EMULATION_BIN}/cowsay"),
+            contents: COWSAY.to_vec(),
+            mode: 0o755,
+        },
+        File {
+            path: format!("{EMULATION_BIN}/python"),
+            contents: PYTHON_SHIM.to_vec(),
+            mode: 0o755,
+        },
     ];
     if image_repo(image) == "argoproj/argosay" {
-        files.push(File { path: "/argosay".into(), contents: ARGOSAY.to_vec(), mode: 0o755 });
+        files.push(File {
+            path: "/argosay".into(),
+            contents: ARGOSAY.to_vec(),
+            mode: 0o755,
+        });
     }
 
     let argv = if is_script {
         let source = c.get("source").and_then(|s| s.as_str()).unwrap_or("");
-        files.push(File { path: SCRIPT_PATH.into(), contents: source.as_bytes().to_vec(), mode: 0o755 });
+        files.push(File {
+            path: SCRIPT_PATH.into(),
+            contents: source.as_bytes().to_vec(),
+            mode: 0o755,
+        });
         let mut argv = if !command.is_empty() {
             command
         } else {
@@ -156,7 +172,9 @@ pub fn plan(template: &Value) -> Result<Plan, String> {
     ];
     if let Some(list) = c.get("env").and_then(|e| e.as_array()) {
         for e in list {
-            let Some(name) = e.get("name").and_then(|n| n.as_str()) else { continue };
+            let Some(name) = e.get("name").and_then(|n| n.as_str()) else {
+                continue;
+            };
             let value = match e.get("value") {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
@@ -166,8 +184,16 @@ pub fn plan(template: &Value) -> Result<Plan, String> {
             env.push((name.to_string(), value));
         }
     }
-    let working_dir = c.get("workingDir").and_then(|w| w.as_str()).map(str::to_string);
-    Ok(Plan { argv, env, working_dir, files })
+    let working_dir = c
+        .get("workingDir")
+        .and_then(|w| w.as_str())
+        .map(str::to_string);
+    Ok(Plan {
+        argv,
+        env,
+        working_dir,
+        files,
+    })
 }
 
 #[cfg(test)]
@@ -195,9 +221,18 @@ mod tests {
 
     #[test]
     fn whalesay_and_python_images() {
-        assert_eq!(argv(json!({"container": {"image": "docker/whalesay", "args": ["hi"]}})), ["cowsay", "hi"]);
-        assert_eq!(argv(json!({"container": {"image": "python:3.8-alpine"}})), ["python3"]);
-        assert_eq!(argv(json!({"container": {"image": "busybox", "args": ["echo", "x"]}})), ["echo", "x"]);
+        assert_eq!(
+            argv(json!({"container": {"image": "docker/whalesay", "args": ["hi"]}})),
+            ["cowsay", "hi"]
+        );
+        assert_eq!(
+            argv(json!({"container": {"image": "python:3.8-alpine"}})),
+            ["python3"]
+        );
+        assert_eq!(
+            argv(json!({"container": {"image": "busybox", "args": ["echo", "x"]}})),
+            ["echo", "x"]
+        );
     }
 
     #[test]
@@ -205,7 +240,11 @@ mod tests {
         let t = json!({"script": {"image": "python:alpine3.6", "command": ["python"], "source": "print(42)"}});
         let p = plan(&t).unwrap();
         assert_eq!(p.argv, ["python", SCRIPT_PATH]);
-        assert!(p.files.iter().any(|f| f.path == SCRIPT_PATH && f.contents == b"print(42)"));
+        assert!(
+            p.files
+                .iter()
+                .any(|f| f.path == SCRIPT_PATH && f.contents == b"print(42)")
+        );
     }
 
     #[test]
@@ -217,7 +256,10 @@ mod tests {
     #[test]
     fn image_names() {
         assert_eq!(image_repo("docker.io/library/python:3.9"), "python");
-        assert_eq!(image_repo("localhost:5000/argoproj/argosay:v2"), "localhost:5000/argoproj/argosay");
+        assert_eq!(
+            image_repo("localhost:5000/argoproj/argosay:v2"),
+            "localhost:5000/argoproj/argosay"
+        );
         assert_eq!(image_tag("argoproj/argosay:v1"), "v1");
     }
 }
