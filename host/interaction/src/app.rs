@@ -29,6 +29,8 @@ pub const CONTROL_KIND: &str = "weft.control";
 pub struct App {
     pub config: Config,
     pub store: Store,
+    /// Where the engine reports step and driver-call latencies (`weft server`'s /metrics).
+    pub engine_metrics: Option<Arc<dyn weft_engine::runtime::EngineMetrics>>,
 }
 
 /// A running engine with its drivers.
@@ -51,7 +53,11 @@ impl App {
             opts.durability = Durability::Power;
         }
         let store = Store::open(&opts).await.with_context(|| format!("opening the store at {}", redact(&config.store_url)))?;
-        Ok(App { config, store })
+        Ok(App {
+            config,
+            store,
+            engine_metrics: None,
+        })
     }
 
     pub fn store_dyn(&self) -> Arc<dyn StateStore> {
@@ -67,7 +73,11 @@ impl App {
         dopts.memory_limit_bytes = self.config.drivers.memory_limit_mb << 20;
         dopts.keep_step_dirs = self.config.drivers.keep_step_dirs;
         let drivers = Drivers::new(dopts, self.store.log_sink(), notifier).await.context("loading plugins")?;
-        let opts = EngineOptions { semaphore_limits: self.config.semaphores.clone(), ..EngineOptions::default() };
+        let opts = EngineOptions {
+            semaphore_limits: self.config.semaphores.clone(),
+            metrics: self.engine_metrics.clone(),
+            ..EngineOptions::default()
+        };
         let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);
         let lock_dir = self.config.home.join("locks");
         std::fs::create_dir_all(&lock_dir)?;

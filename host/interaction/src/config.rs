@@ -50,6 +50,27 @@ pub struct LogSection {
     pub level: Option<String>,
 }
 
+/// `[server]`: `weft server` and its bearer tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Listen address (default `127.0.0.1:2746`).
+    pub addr: Option<String>,
+    /// Bearer tokens; none configured means the API is open.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[server.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    /// Namespaces the token may use; `"*"` for all.
+    pub namespaces: Vec<String>,
+    /// `read`, `submit` or `admin`.
+    pub role: String,
+}
+
 /// The whole `weft.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +82,7 @@ pub struct FileConfig {
     pub plugins: Vec<PluginConfig>,
     /// Semaphore limits: `"<namespace>/<configmap>/<key>" = n`.
     pub semaphores: HashMap<String, u32>,
+    pub server: ServerSection,
 }
 
 /// Effective configuration.
@@ -76,6 +98,7 @@ pub struct Config {
     pub log_level: String,
     pub plugins: Vec<PluginConfig>,
     pub semaphores: HashMap<String, u32>,
+    pub server: ServerSection,
 }
 
 fn default_home() -> PathBuf {
@@ -153,6 +176,7 @@ impl Config {
             log_level,
             plugins,
             semaphores: file.semaphores,
+            server: file.server,
         })
     }
 

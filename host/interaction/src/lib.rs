@@ -7,6 +7,7 @@
 //! May depend on every other layer; nothing depends on it. `anyhow` is used
 //! here, at the edge, and nowhere below.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -38,6 +38,14 @@ pub enum EngineError {
     Stopped,
 }
 
+/// Observations the engine reports (Prometheus lives in the interaction layer).
+pub trait EngineMetrics: Send + Sync + std::fmt::Debug {
+    /// One driver call (`start` or `poll`) returned after `secs`.
+    fn driver_call(&self, driver: &str, op: &'static str, secs: f64);
+    /// A step attempt finished in `phase`, `secs` after it started.
+    fn step_finished(&self, driver: &str, phase: Phase, secs: f64);
+}
+
 /// Runtime settings.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -45,6 +53,8 @@ pub struct EngineOptions {
     pub semaphore_limits: HashMap<String, u32>,
     /// Most messages handled in one turn (one commit).
     pub batch_max: usize,
+    /// Where to report step and driver-call latencies (none: not measured).
+    pub metrics: Option<Arc<dyn EngineMetrics>>,
 }
 
 impl Default for EngineOptions {
@@ -52,6 +62,7 @@ impl Default for EngineOptions {
         EngineOptions {
             semaphore_limits: HashMap::new(),
             batch_max: 2048,
+            metrics: None,
         }
     }
 }
@@ -102,6 +113,22 @@ enum Msg {
         name: String,
         event: Event,
         reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Hold (or release) the steps a workflow would start: Argo's workflow-level suspend.
+    Hold {
+        namespace: String,
+        name: String,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Change a semaphore's limit (`<namespace>/<configmap>/<key>`).
+    SetLimit {
+        key: String,
+        limit: u32,
+    },
+    /// Answered once every message before it is committed.
+    Barrier {
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -165,6 +192,7 @@ impl Engine {
             key_waiters: HashMap::new(),
             fired: HashSet::new(),
             lock_waiters: VecDeque::new(),
+            held: HashMap::new(),
         };
         tokio::spawn(owner.run(rx));
         engine
@@ -239,6 +267,48 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// Suspend (`hold`) or un-suspend a running workflow: while held, the steps it
+    /// would start wait (running ones continue), as with Argo's `spec.suspend`.
+    pub async fn hold(&self, namespace: &str, name: &str, hold: bool) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Hold {
+                namespace: namespace.into(),
+                name: name.into(),
+                hold,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Set a semaphore limit at run time (`<namespace>/<configmap>/<key>`).
+    pub async fn set_semaphore_limit(&self, key: &str, limit: u32) -> Result<(), EngineError> {
+        self.tx
+            .send(Msg::SetLimit {
+                key: key.into(),
+                limit,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    /// Wait until everything sent before this call has been handled and committed.
+    pub async fn barrier(&self) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Barrier { reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Messages waiting for the owner task.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// The Argo `status` of a workflow the engine is running (None if not in memory).
     pub async fn live_status(&self, namespace: &str, name: &str) -> Option<Value> {
         let (reply, rx) = oneshot::channel();
@@ -291,6 +361,8 @@ struct Owner {
     fired: HashSet<String>,
     /// (uid, node, locks) waiting for locks, in arrival order.
     lock_waiters: VecDeque<LockWaiter>,
+    /// Suspended workflows: the step starts they asked for meanwhile.
+    held: HashMap<String, Vec<Action>>,
 }
 
 /// (workflow uid, node id, locks with limits) waiting for its locks.
@@ -425,6 +497,15 @@ impl Owner {
                         }
                     }
                     Ok(DriverPoll::Done(outcome)) => {
+                        if let Some(m) = &self.opts.metrics {
+                            let secs = n.started_ms.map_or(0.0, |s| (now - s).max(0) as f64 / 1e3);
+                            let phase = match outcome.phase {
+                                super::ports::OutcomePhase::Succeeded => Phase::Succeeded,
+                                super::ports::OutcomePhase::Failed => Phase::Failed,
+                                super::ports::OutcomePhase::Error => Phase::Error,
+                            };
+                            m.step_finished(n.driver.as_deref().unwrap_or_default(), phase, secs);
+                        }
                         self.feed(&uid, Event::StepDone { node, outcome }, now, after, touched)
                     }
                     Err(message) => self.feed(
@@ -450,6 +531,35 @@ impl Owner {
                     self.fired.insert(key);
                 }
             },
+            Msg::Hold {
+                namespace,
+                name,
+                hold,
+                reply,
+            } => {
+                let res = match self.by_name.get(&(namespace, name.clone())).cloned() {
+                    Some(uid) if hold => {
+                        self.held.entry(uid).or_default();
+                        Ok(())
+                    }
+                    Some(uid) => {
+                        if let Some(actions) = self.held.remove(&uid) {
+                            after.push(After::Actions(uid, actions));
+                        }
+                        Ok(())
+                    }
+                    None => Err(EngineError::NotFound(name)),
+                };
+                after.push(After::Reply(Box::new(move || {
+                    let _ = reply.send(res);
+                })));
+            }
+            Msg::SetLimit { key, limit } => {
+                self.opts.semaphore_limits.insert(key, limit);
+            }
+            Msg::Barrier { reply } => after.push(After::Reply(Box::new(move || {
+                let _ = reply.send(());
+            }))),
             Msg::Snapshot {
                 namespace,
                 name,
@@ -644,6 +754,7 @@ impl Owner {
             let key = (st.namespace.clone(), st.name.clone());
             self.machines.remove(uid);
             self.by_name.remove(&key);
+            self.held.remove(uid);
         }
     }
 
@@ -682,13 +793,19 @@ impl Owner {
         let tx = self.tx.clone();
         let uid = uid.to_string();
         let span = info_span!("poll", workflow = %req.workflow, node = %req.node_id, attempt = req.attempt);
+        let metrics = self.opts.metrics.clone();
         tokio::spawn(
             async move {
+                let t0 = std::time::Instant::now();
                 let result = match &state {
                     Some(s) => driver.poll(&req, s).await,
                     None => driver.start(&req).await,
                 }
                 .map_err(|e| e.message);
+                if let Some(m) = metrics {
+                    let op = if state.is_some() { "poll" } else { "start" };
+                    m.driver_call(&req.driver, op, t0.elapsed().as_secs_f64());
+                }
                 let _ = tx
                     .send(Msg::DriverResult {
                         uid,
@@ -715,17 +832,25 @@ impl Owner {
     async fn execute(&mut self, uid: &str, actions: Vec<Action>) {
         for a in actions {
             match a {
+                Action::StartStep { .. } if self.held.contains_key(uid) => {
+                    self.held.get_mut(uid).expect("held").push(a);
+                }
                 Action::StartStep { node, .. } => {
                     let Some((req, _)) = self.request(uid, &node) else {
                         continue;
                     };
+                    let metrics = self.opts.metrics.clone();
                     let driver = self.driver.clone();
                     let tx = self.tx.clone();
                     let uid = uid.to_string();
                     let span = info_span!("step", workflow = %req.workflow, node = %req.node_id, attempt = req.attempt, driver = %req.driver);
                     tokio::spawn(
                         async move {
+                            let t0 = std::time::Instant::now();
                             let result = driver.start(&req).await.map_err(|e| e.message);
+                            if let Some(m) = metrics {
+                                m.driver_call(&req.driver, "start", t0.elapsed().as_secs_f64());
+                            }
                             let _ = tx
                                 .send(Msg::DriverResult {
                                     uid,

@@ -4,7 +4,9 @@
 mod lint;
 mod plugin;
 mod query;
+mod remote;
 mod run;
+mod server;
 mod template;
 
 pub use run::store_templates;
@@ -32,6 +34,12 @@ pub struct Cli {
     /// Namespace.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     pub namespace: String,
+    /// Talk to this weft (or Argo) server instead of the embedded store, e.g. http://127.0.0.1:2746.
+    #[arg(long, global = true, env = "WEFT_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, global = true, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -76,6 +84,18 @@ pub enum Command {
     /// Plugins: list and inspect.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
+    /// Serve the Argo Server REST API (/api/v1) with the engine in process.
+    Server(server::ServerArgs),
+    /// Submit workflow files (to --server; without one, run them on the embedded engine).
+    Submit(remote::SubmitArgs),
+    /// Follow a workflow until it finishes.
+    Watch(remote::NameArgs),
+    /// Run a Failed or Errored workflow again (needs --server).
+    Retry(remote::NameArgs),
+    /// Submit a copy of a workflow under a new name (needs --server).
+    Resubmit(remote::NameArgs),
+    /// Suspend a running workflow until `weft resume` (needs --server).
+    Suspend(run::ControlArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -120,7 +140,14 @@ pub struct Invalid(pub String);
 
 async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<u8> {
     let ns = cli.namespace.clone();
-    match cli.command {
+    let command = match &cli.server {
+        Some(url) => match remote::dispatch(url, cli.token.as_deref(), &ns, cli.command).await {
+            Ok(result) => return result,
+            Err(local) => local,
+        },
+        None => cli.command,
+    };
+    match command {
         Command::Run(a) => run::run(config, &ns, a).await,
         Command::Lint(a) => lint::lint(config, a).await,
         Command::List(a) => query::list(config, &ns, a).await,
@@ -134,6 +161,17 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<u8> {
         Command::ClusterTemplate(c) => template::run(config, "", "ClusterWorkflowTemplate", c).await,
         Command::Cron(c) => template::run(config, &ns, "CronWorkflow", c).await,
         Command::Plugin(c) => plugin::run(config, c).await,
+        Command::Server(a) => server::run(config, a).await,
+        Command::Submit(a) => remote::submit_embedded(config, &ns, a).await,
+        Command::Watch(a) => {
+            let app = crate::app::App::open(config).await?;
+            remote::watch_embedded(&app.store, &ns, &a.name).await
+        }
+        Command::Retry(_) | Command::Resubmit(_) | Command::Suspend(_) => Err(Invalid(
+            "retry, resubmit and suspend need a server: pass --server URL or set WEFT_SERVER"
+                .into(),
+        )
+        .into()),
     }
 }
 
