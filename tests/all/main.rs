@@ -2,6 +2,7 @@
 //! (the `weft` CLI and workflow files). Each extra test binary would link
 //! wasmtime again, so all integration tests live here as modules.
 
+mod api;
 mod cli;
 mod conformance;
 mod crash;
