@@ -4,7 +4,7 @@
 //! client, in a venv under `target/hera-venv`).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -919,4 +919,68 @@ impl Server {
         let home = std::mem::replace(&mut self.home, Home::new());
         (self.terminate(), home)
     }
+}
+
+/// The venv with Hera and the argo-workflows client (`tests/hera/requirements.txt`),
+/// cached under `target/hera-venv`. None (with a NOTICE) when python3 or PyPI is
+/// unavailable, unless `CI=true`, where that is a failure.
+fn hera_venv() -> Option<std::path::PathBuf> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let skip = |why: String| {
+        assert!(
+            !ci,
+            "CI=true: the real-client tests cannot be skipped: {why}"
+        );
+        eprintln!("NOTICE: skipping the Hera/argo-workflows client test: {why}");
+        None
+    };
+    let venv = repo().join("target/hera-venv");
+    let reqs = repo().join("tests/hera/requirements.txt");
+    let wanted = std::fs::read_to_string(&reqs).unwrap();
+    let stamp = venv.join("weft-requirements.txt");
+    let python = venv.join("bin/python");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Some(python);
+    }
+    match Command::new("python3").arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        _ => return skip("python3 is not installed".into()),
+    }
+    let out = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return skip(format!("python3 -m venv failed: {}", stderr(&out)));
+    }
+    let out = Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "-r"])
+        .arg(&reqs)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return skip(format!("pip install failed: {}", stderr(&out)));
+    }
+    std::fs::write(&stamp, wanted).unwrap();
+    Some(python)
+}
+
+#[test]
+fn real_clients_hera_and_argo_workflows() {
+    let Some(python) = hera_venv() else { return };
+    let s = Server::start();
+    let out = Command::new(python)
+        .arg(repo().join("tests/hera/clients.py"))
+        .arg(&s.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert_eq!(text.matches("ok: ").count(), 4, "{text}");
 }
