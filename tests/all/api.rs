@@ -984,3 +984,94 @@ fn real_clients_hera_and_argo_workflows() {
     let text = stdout(&out);
     assert_eq!(text.matches("ok: ").count(), 4, "{text}");
 }
+
+/// Submissions per second through the API, with p50/p99 submit latency: a load
+/// generator on loopback (`WEFT_BENCH_N` workflows, `WEFT_BENCH_CONCURRENCY` in
+/// flight). A container hello-world stands in for the Wasm step until Wasm steps exist.
+/// `cargo test --release -p weft --test all api_bench_submit -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn api_bench_submit() {
+    let n: usize = std::env::var("WEFT_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let conc: usize = std::env::var("WEFT_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let suspend = std::env::var("WEFT_BENCH_KIND").is_ok_and(|k| k == "suspend");
+    let s = Server::start();
+    let url = format!("{}/api/v1/workflows/bench", s.url);
+    let rt = rt();
+    let c = client();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..conc)
+        .map(|_| {
+            let (c, url, next) = (c.clone(), url.clone(), next.clone());
+            rt.spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= n {
+                        return lat;
+                    }
+                    let mut wf = hello(&format!("b{i}"));
+                    if suspend {
+                        // engine and API only: a step that starts no process
+                        wf["workflow"]["spec"]["templates"][0] =
+                            json!({"name": "main", "suspend": {"duration": "0s"}});
+                    }
+                    let body = Bytes::from(wf.to_string());
+                    let t = Instant::now();
+                    let (st, v) = call_async(&c, "POST", &url, None, Some(body)).await;
+                    assert_eq!(st, 200, "{v}");
+                    lat.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = rt.block_on(async {
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        all
+    });
+    let submit_time = t0.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    // and until every workflow finished
+    loop {
+        let (_, v) = call(
+            "GET",
+            &format!(
+                "{url}?listOptions.labelSelector=workflows.argoproj.io/completed%3Dfalse&fields=items.metadata.name"
+            ),
+            None,
+            None,
+        );
+        if v["items"].as_array().is_none_or(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "workflows still running"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "BENCH submit ({}): {n} workflows, concurrency {conc}: {:.0} submissions/s, p50 {:?}, p99 {:?}; all finished after {:?} ({:.0} workflows/s end to end)",
+        if suspend {
+            "suspend step"
+        } else {
+            "container hello-world"
+        },
+        n as f64 / submit_time.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        t0.elapsed(),
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+}

@@ -36,13 +36,16 @@ type Params = Query<HashMap<String, String>>;
 /// Lint one object (Workflow or a template kind) against the stored templates;
 /// errors become 400 with every diagnostic in the message.
 pub async fn lint_object(state: &ApiState, obj: &Value) -> ApiResult<()> {
+    let text = serde_json::to_string_pretty(obj).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut known = KnownTemplates::default();
-    for kind in [WORKFLOW_TEMPLATE, CLUSTER_WORKFLOW_TEMPLATE] {
-        for t in state.store.list_templates(kind, None).await? {
-            known.add(kind, &t.name, t.body.get("spec").unwrap_or(&Value::Null));
+    // Stored templates matter only to objects that reference them.
+    if text.contains("emplateRef\"") {
+        for kind in [WORKFLOW_TEMPLATE, CLUSTER_WORKFLOW_TEMPLATE] {
+            for t in state.store.list_templates(kind, None).await? {
+                known.add(kind, &t.name, t.body.get("spec").unwrap_or(&Value::Null));
+            }
         }
     }
-    let text = serde_json::to_string_pretty(obj).map_err(|e| ApiError::Internal(e.to_string()))?;
     let errors: Vec<String> = lint_sources(&[("request", &text)], &known)
         .into_iter()
         .filter(|d| d.severity == Severity::Error)
