@@ -1,8 +1,9 @@
 //! # weft — the interaction layer
 //!
-//! The `weft` binary's library: the CLI ([`cli`]), configuration ([`config`]),
-//! the wiring of store, drivers and engine ([`app`]) and the progress display
-//! ([`progress`]). The REST API and the web UI will live beside the CLI here.
+//! The `weft` binary's library: the CLI ([`cli`]), the Argo Server REST API
+//! that `weft server` serves ([`api`]), configuration ([`config`]), the wiring
+//! of store, drivers and engine ([`app`]) and the progress display
+//! ([`progress`]). The web UI will live beside them here.
 //!
 //! May depend on every other layer; nothing depends on it. `anyhow` is used
 //! here, at the edge, and nowhere below.
