@@ -308,6 +308,8 @@ async fn stream_logs(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.allow(&ns, Role::Read)?;
+    // Lines this process's drivers wrote are batched: make them readable first.
+    state.store.flush_logs().await;
     let (rec, nodes) = state
         .store
         .load_workflow(&ns, &name)
@@ -393,9 +395,9 @@ async fn stream_logs(
                 .flatten()
                 .is_none_or(|(r, _)| is_done(&r.phase));
             if done {
-                // one last read for lines flushed at the end
+                // one last read, after flushing the lines of the last steps
                 t.follow = false;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                t.store.flush_logs().await;
                 continue;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
