@@ -1,6 +1,7 @@
 //! Command-line interface. Exit codes: 0 when the workflow Succeeded, 1 when it
 //! Failed or Errored, 2 for invalid input (bad file, unknown flag, lint errors).
 
+mod bench;
 mod lint;
 mod plugin;
 mod query;
@@ -84,6 +85,8 @@ pub enum Command {
     /// Plugins: list and inspect.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
+    /// Measure the benchmark workloads beside their bash floor (bench/README.md).
+    Bench(bench::BenchArgs),
     /// Serve the Argo Server REST API (/api/v1) with the engine in process.
     Server(server::ServerArgs),
     /// Submit workflow files (to --server; without one, run them on the embedded engine).
@@ -161,6 +164,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<u8> {
         Command::ClusterTemplate(c) => template::run(config, "", "ClusterWorkflowTemplate", c).await,
         Command::Cron(c) => template::run(config, &ns, "CronWorkflow", c).await,
         Command::Plugin(c) => plugin::run(config, c).await,
+        Command::Bench(a) => bench::bench(a).await,
         Command::Server(a) => server::run(config, a).await,
         Command::Submit(a) => remote::submit_embedded(config, &ns, a).await,
         Command::Watch(a) => {
