@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use weft_engine::runtime::{EventNotifier, LogLine, LogSink, LogStream};
 
-use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, SpawnRequest, Spawner};
+use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, SandboxChild, SpawnRequest, Spawner};
 
 /// `outputs.result` keeps the last 256 KiB of stdout.
 pub const STDOUT_TAIL_BYTES: usize = 256 * 1024;
@@ -233,7 +233,7 @@ impl ProcessManager {
         id: String,
         step: StepKey,
         entry: Arc<Entry>,
-        mut child: std::process::Child,
+        mut child: SandboxChild,
     ) {
         let this = Arc::downgrade(self);
         let stdout = child

@@ -9,9 +9,9 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -66,7 +66,6 @@ struct Prepared {
     root: CString,
     workdir: CString,
     hostname: CString,
-    err_fd: i32,
 }
 
 fn cstr(p: impl AsRef<[u8]>) -> io::Result<CString> {
@@ -102,7 +101,7 @@ fn locked_flags(path: &Path) -> libc::c_ulong {
     f
 }
 
-fn prepare(req: &SpawnRequest, err_fd: i32) -> io::Result<Prepared> {
+fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
     // SAFETY: trivial getters.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let user_ns = if uid != 0 {
@@ -186,18 +185,15 @@ fn prepare(req: &SpawnRequest, err_fd: i32) -> io::Result<Prepared> {
         root: path_c(root)?,
         workdir: cstr(&req.working_dir)?,
         hostname: cstr(hostname)?,
-        err_fd,
     })
 }
 
-/// Report a failed stage to the parent through the error pipe and return errno.
-fn fail(p: &Prepared, what: &[u8]) -> io::Error {
-    let err = io::Error::last_os_error();
-    // SAFETY: write(2) on an fd we own; async-signal-safe.
-    unsafe {
-        libc::write(p.err_fd, what.as_ptr().cast(), what.len());
-    }
-    err
+/// A failed stage of the child's set-up: what, and errno.
+type Failure = (&'static [u8], i32);
+
+/// The failed stage with the current errno (no allocation: runs in the child).
+fn fail(what: &'static [u8]) -> Failure {
+    (what, io::Error::last_os_error().raw_os_error().unwrap_or(0))
 }
 
 fn write_file(path: &CString, data: &CString) -> bool {
@@ -215,7 +211,7 @@ fn write_file(path: &CString, data: &CString) -> bool {
 }
 
 /// Runs in the child between fork and exec: raw syscalls only, no allocation.
-fn child_setup(p: &Prepared) -> io::Result<()> {
+fn child_setup(p: &Prepared) -> Result<(), Failure> {
     // SAFETY (whole function): only async-signal-safe libc calls on pointers
     // prepared before fork.
     unsafe {
@@ -225,14 +221,13 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
         }
         if libc::unshare(flags) != 0 {
             return Err(fail(
-                p,
                 b"unshare namespaces (are user/mount namespaces permitted here?)",
             ));
         }
         if let Some((sg, deny, um, umap, gm, gmap)) = &p.user_ns
             && (!write_file(sg, deny) || !write_file(um, umap) || !write_file(gm, gmap))
         {
-            return Err(fail(p, b"write uid_map/gid_map of the user namespace"));
+            return Err(fail(b"write uid_map/gid_map of the user namespace"));
         }
         let none = std::ptr::null();
         if libc::mount(
@@ -243,7 +238,7 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             std::ptr::null(),
         ) != 0
         {
-            return Err(fail(p, b"make / rprivate"));
+            return Err(fail(b"make / rprivate"));
         }
         let mut dev_i = 0;
         for m in &p.mounts {
@@ -266,7 +261,7 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
                 .as_ref()
                 .map_or(std::ptr::null(), |s| s.as_ptr().cast());
             if libc::mount(src, m.dst.as_ptr(), fs, m.flags, data) != 0 {
-                return Err(fail(p, m.what));
+                return Err(fail(m.what));
             }
             if let Some(locked) = m.remount_ro
                 && libc::mount(
@@ -277,7 +272,7 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
                     std::ptr::null(),
                 ) != 0
             {
-                return Err(fail(p, b"remount a bind mount read-only"));
+                return Err(fail(b"remount a bind mount read-only"));
             }
             if m.fstype.is_some() {
                 // Fresh /dev tmpfs: add the standard symlinks.
@@ -296,10 +291,10 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
         let h = p.hostname.as_bytes();
         libc::sethostname(h.as_ptr().cast(), h.len());
         if libc::chroot(p.root.as_ptr()) != 0 {
-            return Err(fail(p, b"chroot into the step root"));
+            return Err(fail(b"chroot into the step root"));
         }
         if libc::chdir(p.workdir.as_ptr()) != 0 {
-            return Err(fail(p, b"chdir to the working directory"));
+            return Err(fail(b"chdir to the working directory"));
         }
         libc::setpgid(0, 0);
         if libc::prctl(
@@ -310,7 +305,7 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             0,
         ) != 0
         {
-            return Err(fail(p, b"set PR_SET_PDEATHSIG"));
+            return Err(fail(b"set PR_SET_PDEATHSIG"));
         }
         // Drop every capability: bounding set, then effective/permitted/inheritable, ambient.
         for cap in 0..=63 {
@@ -328,7 +323,7 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             0,
         );
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(fail(p, b"set no-new-privs"));
+            return Err(fail(b"set no-new-privs"));
         }
         #[repr(C)]
         struct CapHeader {
@@ -358,58 +353,372 @@ fn child_setup(p: &Prepared) -> io::Result<()> {
             },
         ];
         if libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) != 0 {
-            return Err(fail(p, b"drop capabilities"));
+            return Err(fail(b"drop capabilities"));
         }
-        libc::close(p.err_fd);
     }
     Ok(())
 }
 
-/// A started child and its pipes.
-pub struct Spawned {
-    pub child: Child,
+/// A started step process: its pid and the read ends of its stdout and stderr.
+pub struct SandboxChild {
+    pid: libc::pid_t,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    status: Option<ExitStatus>,
 }
 
-/// Spawn `req` in a sandbox, on the calling thread. Errors say which stage failed.
-pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
+impl SandboxChild {
+    /// The process id (also its process group id).
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Wait for the process to exit (blocking) and reap it.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(st) = self.status {
+            return Ok(st);
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own, not yet reaped child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                let st = ExitStatus::from_raw(status);
+                self.status = Some(st);
+                return Ok(st);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// SIGKILL the process (not its group), unless it has been reaped.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill(2) of our unreaped child: its pid cannot have been reused.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// A started child and its pipes.
+pub struct Spawned {
+    pub child: SandboxChild,
+}
+
+/// Everything `exec` needs, allocated before the clone.
+struct ExecPlan {
+    /// Paths to try in order (the `PATH` search of `execvp`, done inside the root).
+    candidates: Vec<CString>,
+    /// Owns the strings `argv` points into.
+    _args: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    /// `/bin/sh <candidate> args…` for a file without a `#!` line (`ENOEXEC`), as `execvp` does.
+    sh_argv: Vec<*const libc::c_char>,
+    _env: Vec<CString>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl ExecPlan {
+    fn new(req: &SpawnRequest) -> io::Result<ExecPlan> {
+        // Like `Command::env_clear().envs(…)`: the last value of a name wins.
+        let mut env: Vec<CString> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for (k, v) in req.env.iter().rev() {
+            if names.contains(&k.as_str()) {
+                continue;
+            }
+            names.push(k);
+            env.push(cstr(format!("{k}={v}"))?);
+        }
+        env.reverse();
+        let path = req
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or("/bin:/usr/bin", |(_, v)| v.as_str());
+        let prog = &req.argv[0];
+        let candidates = if prog.contains('/') {
+            vec![cstr(prog)?]
+        } else {
+            path.split(':')
+                .map(|d| cstr(format!("{}/{prog}", if d.is_empty() { "." } else { d })))
+                .collect::<io::Result<_>>()?
+        };
+        let args: Vec<CString> = req.argv.iter().map(cstr).collect::<io::Result<_>>()?;
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut sh_argv = vec![c"/bin/sh".as_ptr(), std::ptr::null()];
+        sh_argv.extend(args[1..].iter().map(|a| a.as_ptr()));
+        sh_argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        Ok(ExecPlan {
+            candidates,
+            _args: args,
+            argv,
+            sh_argv,
+            _env: env,
+            envp,
+        })
+    }
+}
+
+/// What the cloned child gets: all pointers into memory the parent keeps alive
+/// (the parent is suspended until the child execs or exits: `CLONE_VFORK`).
+struct ChildArgs<'a> {
+    prepared: &'a Prepared,
+    exec: &'a mut ExecPlan,
+    stdin: i32,
+    stdout: i32,
+    stderr: i32,
+    err_fd: i32,
+}
+
+/// `dup2` that also works when `fd` already is `to` (then only clears `FD_CLOEXEC`).
+///
+/// SAFETY: async-signal-safe syscalls only.
+unsafe fn install_fd(fd: i32, to: i32) -> bool {
+    // SAFETY: plain fd syscalls.
+    unsafe {
+        if fd == to {
+            libc::fcntl(fd, libc::F_SETFD, 0) == 0
+        } else {
+            libc::dup2(fd, to) == to
+        }
+    }
+}
+
+/// The cloned child: raw syscalls only, on memory prepared by the parent.
+/// Reports a failure as `errno` (4 bytes) and the stage, then exits 127.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` the parent passed and keeps alive.
+    let a = unsafe { &mut *(arg as *mut ChildArgs<'_>) };
+    let report = |(what, errno): Failure| -> libc::c_int {
+        // SAFETY: write(2)/_exit(2) are async-signal-safe.
+        unsafe {
+            let e = errno.to_ne_bytes();
+            libc::write(a.err_fd, e.as_ptr().cast(), e.len());
+            libc::write(a.err_fd, what.as_ptr().cast(), what.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY (block): async-signal-safe syscalls on prepared data.
+    unsafe {
+        // Handlers are the parent's code in shared memory: back to defaults
+        // (signals stay blocked until just before exec, as the parent blocked them).
+        for sig in 1..libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN
+                    || sig == libc::SIGPIPE)
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        if !install_fd(a.stdin, 0) || !install_fd(a.stdout, 1) || !install_fd(a.stderr, 2) {
+            return report(fail(b"set up stdin/stdout/stderr"));
+        }
+        if let Err(f) = child_setup(a.prepared) {
+            return report(f);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut errno = libc::ENOENT;
+        let mut saw_eacces = false;
+        for c in &a.exec.candidates {
+            libc::execve(c.as_ptr(), a.exec.argv.as_ptr(), a.exec.envp.as_ptr());
+            let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            match e {
+                libc::ENOEXEC => {
+                    a.exec.sh_argv[1] = c.as_ptr();
+                    libc::execve(
+                        a.exec.sh_argv[0],
+                        a.exec.sh_argv.as_ptr(),
+                        a.exec.envp.as_ptr(),
+                    );
+                    errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                    break;
+                }
+                libc::EACCES => saw_eacces = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                other => {
+                    errno = other;
+                    break;
+                }
+            }
+            errno = e;
+        }
+        if saw_eacces && errno != libc::E2BIG {
+            errno = libc::EACCES;
+        }
+        report((b"", errno))
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: valid out-array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!(
-            "sandbox could not be set up: pipe: {}",
-            io::Error::last_os_error()
-        ));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: fresh fds we own.
-    let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let prepared =
-        prepare(req, err_w.as_raw_fd()).map_err(|e| format!("sandbox could not be set up: {e}"))?;
-    let mut cmd = Command::new(&req.argv[0]);
-    cmd.args(&req.argv[1..])
-        .env_clear()
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: child_setup only makes async-signal-safe calls on pre-allocated data.
-    unsafe {
-        cmd.pre_exec(move || child_setup(&prepared));
-    }
-    let res = cmd.spawn();
-    drop(err_w);
-    match res {
-        Ok(child) => Ok(Spawned { child }),
-        Err(e) => {
-            let mut buf = [0u8; 512];
-            // SAFETY: reading into a local buffer.
-            let n = unsafe { libc::read(err_r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                let stage = String::from_utf8_lossy(&buf[..n as usize]);
-                Err(format!("sandbox could not be set up: {stage}: {e}"))
-            } else {
-                Err(format!("could not start `{}`: {e}", req.argv[0]))
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Stack of the cloned child while it sets up; freed after the clone returns.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const LEN: usize = 256 * 1024;
+
+    fn new() -> io::Result<ChildStack> {
+        // SAFETY: anonymous private mapping; the lowest page becomes a guard page.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
             }
+            libc::mprotect(base, 4096, libc::PROT_NONE);
+            Ok(ChildStack {
+                base,
+                len: Self::LEN,
+            })
         }
+    }
+
+    fn top(&self) -> *mut libc::c_void {
+        // 16-byte aligned: the mapping is page aligned and LEN a multiple of 16.
+        // SAFETY: one past the end of our mapping.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; the child has exec'd or exited.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Spawn `req` in a sandbox, on the calling thread. Errors say which stage failed.
+///
+/// The child is made with `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn`
+/// does: no copy of the engine's page tables, and no copy-on-write faults in
+/// the engine afterwards (with `fork` both cost more than the step itself).
+/// The child only makes raw syscalls on memory prepared here, and this thread
+/// is suspended until the child has exec'd or exited.
+pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
+    let setup = |what: &str, e: io::Error| format!("sandbox could not be set up: {what}: {e}");
+    if req.argv.is_empty() {
+        return Err("could not start a process: empty argv".into());
+    }
+    let (err_r, err_w) = pipe().map_err(|e| setup("pipe", e))?;
+    let (out_r, out_w) = pipe().map_err(|e| setup("pipe", e))?;
+    let (errout_r, errout_w) = pipe().map_err(|e| setup("pipe", e))?;
+    let devnull: OwnedFd = std::fs::File::open("/dev/null")
+        .map_err(|e| setup("/dev/null", e))?
+        .into();
+    let prepared = prepare(req).map_err(|e| format!("sandbox could not be set up: {e}"))?;
+    let mut exec =
+        ExecPlan::new(req).map_err(|e| format!("could not start `{}`: {e}", req.argv[0]))?;
+    let stack = ChildStack::new().map_err(|e| setup("child stack", e))?;
+    let mut args = ChildArgs {
+        prepared: &prepared,
+        exec: &mut exec,
+        stdin: devnull.as_raw_fd(),
+        stdout: out_w.as_raw_fd(),
+        stderr: errout_w.as_raw_fd(),
+        err_fd: err_w.as_raw_fd(),
+    };
+    // Block every signal around the clone so that no handler runs in the child
+    // before it has reset them (the child unblocks just before exec).
+    // SAFETY: sigset out-parameters; clone with a private stack and arguments
+    // that outlive the child's use of them (CLONE_VFORK).
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_main,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut args as *mut ChildArgs<'_>).cast(),
+        );
+        let clone_err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(setup("clone", clone_err));
+        }
+        pid
+    };
+    drop((stack, err_w, out_w, errout_w, devnull));
+    let mut buf = [0u8; 512];
+    let mut n = 0;
+    loop {
+        // SAFETY: reading into a local buffer.
+        let r = unsafe {
+            libc::read(
+                err_r.as_raw_fd(),
+                buf[n..].as_mut_ptr().cast(),
+                buf.len() - n,
+            )
+        };
+        if r > 0 {
+            n += r as usize;
+            continue;
+        }
+        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        break;
+    }
+    let mut child = SandboxChild {
+        pid,
+        stdout: Some(ChildStdout::from(out_r)),
+        stderr: Some(ChildStderr::from(errout_r)),
+        status: None,
+    };
+    if n == 0 {
+        return Ok(Spawned { child });
+    }
+    // The child failed before exec and exited: reap it, report the stage.
+    let _ = child.wait();
+    let errno = if n >= 4 {
+        i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]])
+    } else {
+        0
+    };
+    let e = io::Error::from_raw_os_error(errno);
+    let stage = String::from_utf8_lossy(&buf[4.min(n)..n]);
+    if stage.is_empty() {
+        Err(format!("could not start `{}`: {e}", req.argv[0]))
+    } else {
+        Err(format!("sandbox could not be set up: {stage}: {e}"))
     }
 }
 
