@@ -1,6 +1,7 @@
 //! Executing templates: creating nodes, advancing composites, finishing nodes.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 use weft_expr::{DependResult, Depends, Missing, Vars};
@@ -128,7 +129,7 @@ impl Machine {
                 };
                 let declared = self
                     .template_of(&node)
-                    .map(|t| t.outputs)
+                    .map(|t| t.outputs.clone())
                     .unwrap_or_default();
                 let vars = self.node_vars(self.nodes.get(&node).expect("checked"));
                 let mut phase = phase;
@@ -359,9 +360,10 @@ impl Machine {
 
     // ------------------------------------------------------------------ templates
 
-    /// Resolve a template source to (template with defaults, scope).
-    pub(super) fn resolve(&self, src: &TemplateSource) -> Result<(Template, String), String> {
-        let (tmpl, scope) = match src {
+    /// Resolve a template source to (template with defaults, scope). Named and
+    /// referenced templates are resolved once and shared.
+    pub(super) fn resolve(&self, src: &TemplateSource) -> Result<(Arc<Template>, String), String> {
+        let (spec, scope, name) = match src {
             TemplateSource::Name { scope, name } => {
                 let spec = if scope.is_empty() {
                     &self.wf.workflow.spec
@@ -371,10 +373,7 @@ impl Machine {
                         .get(scope)
                         .ok_or_else(|| format!("template scope {scope:?} not loaded"))?
                 };
-                let t = spec
-                    .template(name)
-                    .ok_or_else(|| format!("template {name:?} not found"))?;
-                (t.clone(), scope.clone())
+                (spec, scope.clone(), name)
             }
             TemplateSource::Ref(r) => {
                 let scope = if r.cluster_scope == Some(true) {
@@ -392,21 +391,36 @@ impl Machine {
                     .stored_templates
                     .get(&scope)
                     .ok_or_else(|| format!("{kind} {:?} not found", r.name))?;
-                let t = spec.template(&r.template).ok_or_else(|| {
-                    format!("template {:?} not found in {kind} {:?}", r.template, r.name)
-                })?;
-                (t.clone(), scope)
+                if spec.template(&r.template).is_none() {
+                    return Err(format!(
+                        "template {:?} not found in {kind} {:?}",
+                        r.template, r.name
+                    ));
+                }
+                (spec, scope, &r.template)
             }
-            TemplateSource::Inline(t) => ((**t).clone(), String::new()),
+            TemplateSource::Inline(t) => {
+                let defaults = self.wf.workflow.spec.template_defaults.as_ref();
+                return Ok((Arc::new(t.with_defaults(defaults)), String::new()));
+            }
         };
-        Ok((
-            tmpl.with_defaults(self.wf.workflow.spec.template_defaults.as_ref()),
-            scope,
-        ))
+        let key = (scope, name.clone());
+        if let Some(t) = self.resolved.lock().expect("template cache").get(&key) {
+            return Ok((t.clone(), key.0));
+        }
+        let t = spec
+            .template(name)
+            .ok_or_else(|| format!("template {name:?} not found"))?;
+        let t = Arc::new(t.with_defaults(self.wf.workflow.spec.template_defaults.as_ref()));
+        self.resolved
+            .lock()
+            .expect("template cache")
+            .insert(key.clone(), t.clone());
+        Ok((t, key.0))
     }
 
     /// The resolved template of an existing node.
-    pub(super) fn template_of(&self, id: &str) -> Option<Template> {
+    pub(super) fn template_of(&self, id: &str) -> Option<Arc<Template>> {
         let inv = self.nodes.get(id)?.invocation.as_ref()?;
         self.resolve(&inv.source).ok().map(|(t, _)| t)
     }
@@ -778,7 +792,7 @@ impl Machine {
             return;
         }
         self.mark(id);
-        let sync = self.template_of(id).and_then(|t| t.synchronization);
+        let sync = self.template_of(id).and_then(|t| t.synchronization.clone());
         if let Some(sync) = sync {
             let locks = self.lock_keys(&sync);
             if !locks.is_empty() {
@@ -917,7 +931,10 @@ impl Machine {
     }
 
     fn finish_suspend(&mut self, id: &str, supplied: &[(String, String)]) {
-        let declared = self.template_of(id).map(|t| t.outputs).unwrap_or_default();
+        let declared = self
+            .template_of(id)
+            .map(|t| t.outputs.clone())
+            .unwrap_or_default();
         let inputs = self.nodes[id]
             .inputs
             .clone()
@@ -2039,7 +2056,7 @@ impl Machine {
         // failFast bookkeeping for the finished child.
         let fail_fast = self
             .template_of(id)
-            .and_then(|t| t.dag.and_then(|d| d.fail_fast))
+            .and_then(|t| t.dag.as_ref().and_then(|d| d.fail_fast))
             .unwrap_or(true);
         if let Some(h) = hint
             && let Some(n) = self.nodes.get(h)

@@ -179,6 +179,11 @@ pub struct Machine {
     dirty: HashSet<NodeId>,
     wf_dirty: bool,
     now: i64,
+    /// Derived: resolved templates (defaults merged) by (scope, name), so that
+    /// a node's template is looked up and merged once, not cloned per event
+    /// (a DAG of n tasks would otherwise cost O(n) per finished task).
+    pub(crate) resolved:
+        std::sync::Mutex<HashMap<(String, String), std::sync::Arc<crate::model::Template>>>,
 }
 
 impl Machine {
@@ -235,6 +240,7 @@ impl Machine {
             dirty: HashSet::new(),
             wf_dirty: false,
             now: 0,
+            resolved: Default::default(),
         };
         let mut sorted = nodes;
         sorted.sort_by_key(|n| n.seq);
