@@ -22,6 +22,9 @@ pub enum Mode {
 
 /// Watch a workflow until it finishes; returns its final phase.
 pub async fn watch(engine: &Engine, store: &Store, ns: &str, name: &str, mode: Mode) -> Result<Phase> {
+    if mode == Mode::Quiet {
+        return wait_quietly(engine, store, ns, name).await;
+    }
     let bar = (mode == Mode::Tree).then(|| {
         let b = ProgressBar::new_spinner();
         b.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
@@ -57,6 +60,55 @@ pub async fn watch(engine: &Engine, store: &Store, ns: &str, name: &str, mode: M
         // Wake on the next engine update, at most every 100 ms, at least every second.
         let _ = tokio::time::timeout(Duration::from_secs(1), updates.recv()).await;
         tokio::time::sleep(Duration::from_millis(if mode == Mode::Tree { 100 } else { 20 })).await;
+    }
+}
+
+/// The current phase: the engine's live state, or the store's once it is done.
+/// O(nodes): call it rarely.
+async fn current_phase(engine: &Engine, store: &Store, ns: &str, name: &str) -> Result<Phase> {
+    let status = match engine.live_status(ns, name).await {
+        Some(s) => s,
+        None => match store.load_workflow(ns, name).await? {
+            Some((rec, nodes)) => stored_status(&rec, nodes)?,
+            None => anyhow::bail!("workflow {name:?} vanished"),
+        },
+    };
+    Ok(status
+        .get("phase")
+        .and_then(Value::as_str)
+        .and_then(Phase::parse)
+        .unwrap_or(Phase::Pending))
+}
+
+/// Wait for the final phase without a snapshot of every node per engine turn
+/// (that costs O(nodes) each time, which dominates big workflows): the engine's
+/// updates carry the phase. The full state is read once at the start, after a
+/// quiet second, and when updates were lost.
+async fn wait_quietly(engine: &Engine, store: &Store, ns: &str, name: &str) -> Result<Phase> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut updates = engine.subscribe();
+    let mut check = true;
+    loop {
+        if check {
+            let phase = current_phase(engine, store, ns, name).await?;
+            if phase.is_done() {
+                return Ok(phase);
+            }
+        }
+        check = match tokio::time::timeout(Duration::from_secs(1), updates.recv()).await {
+            Ok(Ok(u)) if u.namespace == ns && u.name == name && u.phase.is_done() => {
+                return Ok(u.phase);
+            }
+            Ok(Ok(_)) => false,
+            Ok(Err(RecvError::Lagged(_))) | Err(_) => true,
+            Ok(Err(RecvError::Closed)) => {
+                let phase = current_phase(engine, store, ns, name).await?;
+                if phase.is_done() {
+                    return Ok(phase);
+                }
+                anyhow::bail!("the engine stopped before workflow {name:?} finished");
+            }
+        };
     }
 }
 
