@@ -202,16 +202,35 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     Ok(docs)
 }
 
+/// Largest workflow file read (bytes). Kubernetes caps an object at about
+/// 1.5 MiB; this leaves room for generated files (a 100,000-task DAG is ~6 MiB)
+/// while keeping a runaway file from costing gigabytes of memory to parse.
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+
 /// Read and parse a file.
 pub fn read_file(path: &std::path::Path) -> Result<Vec<Document>, LoadError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| LoadError {
+    let fail = |message: String| LoadError {
         file: name.clone(),
         line: 0,
         column: 0,
         path: "/".into(),
-        message: format!("cannot read file: {e}"),
-    })?;
+        message,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read file: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(fail(format!(
+            "file is {:.1} MiB, over the {} MiB limit for workflow files: \
+             split it, or move templates into WorkflowTemplates",
+            size as f64 / (1u64 << 20) as f64,
+            MAX_FILE_BYTES >> 20
+        )));
+    }
     parse_bytes(&name, &bytes)
 }
 

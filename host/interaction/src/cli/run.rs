@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
 use weft_engine::machine::Event;
@@ -62,7 +62,10 @@ fn split_kv(s: &str) -> Result<(String, String)> {
 fn apply_parameters(wf: &mut Workflow, args: &RunArgs) -> Result<()> {
     let mut given: Vec<(String, String)> = Vec::new();
     if let Some(f) = &args.parameter_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text = std::fs::read(f).map_err(|e| Invalid(format!("{}: {e}", f.display())))?;
+        let text = String::from_utf8(text).map_err(|e| {
+            Invalid(format!("{}: invalid UTF-8 at byte {}: parameter files must be UTF-8 text", f.display(), e.utf8_error().valid_up_to()))
+        })?;
         let v: Value = serde_yaml_ng::from_str(&text).map_err(|e| Invalid(format!("{}: {e}", f.display())))?;
         let map = v.as_object().ok_or_else(|| Invalid(format!("{}: expected a map of parameter names to values", f.display())))?;
         for (k, v) in map {
