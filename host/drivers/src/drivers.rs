@@ -76,6 +76,9 @@ struct Inner {
     plugins: HashMap<String, Arc<Plugin>>,
     cpu_budget: Duration,
     memory_limit: usize,
+    /// One permit per pooled instance: a call waits for a free slot instead of
+    /// failing when more steps start at once than the pool holds (a wide DAG).
+    slots: tokio::sync::Semaphore,
 }
 
 impl Drop for Inner {
@@ -250,6 +253,7 @@ impl Drivers {
                 plugins,
                 cpu_budget: opts.cpu_budget,
                 memory_limit: opts.memory_limit_bytes,
+                slots: tokio::sync::Semaphore::new(runtime::POOL_INSTANCES as usize),
             }),
         })
     }
@@ -289,6 +293,13 @@ impl Drivers {
 
     async fn call(&self, req: &StepRequest, op: Op<'_>) -> Result<Option<PollResult>, DriverError> {
         let (plugin, pre) = self.driver(&req.driver)?;
+        // Held until the store (declared after it, so dropped before it) is gone.
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| DriverError::new("the drivers are shutting down"))?;
         let step = StepKey {
             workflow_uid: req.workflow_uid.clone(),
             node_id: req.node_id.clone(),

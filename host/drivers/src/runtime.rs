@@ -25,7 +25,7 @@ use crate::sandbox::manager::StepKey;
 /// Epoch tick: the granularity of CPU budgets and of yielding to tokio.
 pub const TICK: Duration = Duration::from_millis(10);
 /// Instances that may exist at once (a fresh one per call).
-const POOL_INSTANCES: u32 = 128;
+pub(crate) const POOL_INSTANCES: u32 = 128;
 /// Plugin stderr kept for error messages (panics print there).
 const STDERR_CAP: usize = 16 * 1024;
 
