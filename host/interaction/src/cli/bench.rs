@@ -355,20 +355,24 @@ impl Scratch {
         let m = measure(cmd, self.timeout)?;
         let name = m.stdout.trim().to_string();
         let mut steps = 0;
-        let error = if m.code != Some(0) {
-            Some(format!(
-                "weft run exited with {:?}: {}",
-                m.code,
-                last_lines(&m.stderr)
-            ))
+        let checked = if name.is_empty() {
+            Err(String::new())
         } else {
-            match self.check(&home, mode, &name, known) {
-                Ok(n) => {
-                    steps = n;
-                    None
-                }
-                Err(e) => Some(e),
+            self.check(&home, mode, &name, known)
+        };
+        let error = match (m.code, checked) {
+            (Some(0), Ok(n)) => {
+                steps = n;
+                None
             }
+            (Some(0), Err(e)) => Some(e),
+            (code, checked) => Some(format!(
+                "weft run exited with {code:?}: {}",
+                checked
+                    .err()
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| last_lines(&m.stderr))
+            )),
         };
         let _ = std::fs::remove_dir_all(&home);
         Ok(WeftRun { m, steps, error })
@@ -395,7 +399,18 @@ impl Scratch {
         })?;
         let phase = v.pointer("/status/phase").and_then(Value::as_str);
         if phase != Some("Succeeded") {
-            return Err(format!("workflow {name} ended {phase:?}"));
+            // The first cause, not the parents' "child '…' failed".
+            let cause = v
+                .pointer("/status/nodes")
+                .and_then(Value::as_object)
+                .and_then(|nodes| {
+                    nodes
+                        .values()
+                        .filter_map(|n| n.get("message").and_then(Value::as_str))
+                        .find(|m| !m.starts_with("child '") && !m.starts_with("omitted"))
+                })
+                .unwrap_or_default();
+            return Err(format!("workflow {name} ended {phase:?}: {cause}"));
         }
         let results: Vec<String> = v
             .pointer("/status/nodes")
