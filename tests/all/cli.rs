@@ -39,7 +39,10 @@ fn exit_codes_follow_the_final_phase() {
     let name = v["metadata"]["name"].as_str().unwrap();
     assert_eq!(v["status"]["nodes"][name]["outputs"]["exitCode"], "3");
 
-    let bad = home.file("bad.yaml", "kind: Workflow\nspec:\n  entrypoint: [unclosed\n");
+    let bad = home.file(
+        "bad.yaml",
+        "kind: Workflow\nspec:\n  entrypoint: [unclosed\n",
+    );
     let out = home.run(&["run", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -66,11 +69,21 @@ spec:
         print("got {{inputs.parameters.msg}}")
 "#,
     );
-    let out = home.run(&["run", wf.to_str().unwrap(), "-p", "msg=from-flag", "-o", "json"]);
+    let out = home.run(&[
+        "run",
+        wf.to_str().unwrap(),
+        "-p",
+        "msg=from-flag",
+        "-o",
+        "json",
+    ]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let v = json(&out);
     let name = v["metadata"]["name"].as_str().unwrap();
-    assert_eq!(v["status"]["nodes"][name]["outputs"]["result"], "got from-flag");
+    assert_eq!(
+        v["status"]["nodes"][name]["outputs"]["result"],
+        "got from-flag"
+    );
 }
 
 #[test]

@@ -43,16 +43,22 @@ pub struct Running {
 
 impl App {
     pub async fn open(config: Config) -> Result<App> {
-        std::fs::create_dir_all(&config.home).with_context(|| format!("creating {}", config.home.display()))?;
+        std::fs::create_dir_all(&config.home)
+            .with_context(|| format!("creating {}", config.home.display()))?;
         let mut opts = if config.store_url.starts_with("postgres") {
             StoreOptions::postgres(config.store_url.clone())
         } else {
-            StoreOptions { url: config.store_url.clone(), ..StoreOptions::sqlite(&config.home.join("weft.db")) }
+            StoreOptions {
+                url: config.store_url.clone(),
+                ..StoreOptions::sqlite(&config.home.join("weft.db"))
+            }
         };
         if config.power_durability {
             opts.durability = Durability::Power;
         }
-        let store = Store::open(&opts).await.with_context(|| format!("opening the store at {}", redact(&config.store_url)))?;
+        let store = Store::open(&opts)
+            .await
+            .with_context(|| format!("opening the store at {}", redact(&config.store_url)))?;
         Ok(App {
             config,
             store,
@@ -67,12 +73,17 @@ impl App {
     /// Load the drivers and start the engine.
     pub async fn start(&self) -> Result<Running> {
         let (notifier, notify_rx) = Engine::notifier();
-        let mut dopts = DriverOptions::new(self.config.cache_dir.clone(), self.config.home.join("steps"));
+        let mut dopts = DriverOptions::new(
+            self.config.cache_dir.clone(),
+            self.config.home.join("steps"),
+        );
         dopts.plugins = self.config.plugins.clone();
         dopts.cpu_budget = Duration::from_millis(self.config.drivers.cpu_budget_ms);
         dopts.memory_limit_bytes = self.config.drivers.memory_limit_mb << 20;
         dopts.keep_step_dirs = self.config.drivers.keep_step_dirs;
-        let drivers = Drivers::new(dopts, self.store.log_sink(), notifier).await.context("loading plugins")?;
+        let drivers = Drivers::new(dopts, self.store.log_sink(), notifier)
+            .await
+            .context("loading plugins")?;
         let opts = EngineOptions {
             semaphore_limits: self.config.semaphores.clone(),
             metrics: self.engine_metrics.clone(),
@@ -81,7 +92,12 @@ impl App {
         let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);
         let lock_dir = self.config.home.join("locks");
         std::fs::create_dir_all(&lock_dir)?;
-        let running = Running { engine, drivers, locks: Arc::default(), lock_dir };
+        let running = Running {
+            engine,
+            drivers,
+            locks: Arc::default(),
+            lock_dir,
+        };
         running.spawn_control_poller(self.store.clone());
         Ok(running)
     }
@@ -91,13 +107,20 @@ impl Running {
     /// Take the ownership lock of a workflow. False if another process holds it.
     pub fn own(&self, uid: &str) -> Result<bool> {
         let path = self.lock_dir.join(format!("{uid}.lock"));
-        let f = File::options().create(true).truncate(false).write(true).open(&path)?;
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
         // SAFETY: flock on a valid, owned file descriptor.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             return Ok(false);
         }
-        self.locks.lock().expect("lock map").insert(uid.to_string(), f);
+        self.locks
+            .lock()
+            .expect("lock map")
+            .insert(uid.to_string(), f);
         Ok(true)
     }
 
@@ -108,17 +131,30 @@ impl Running {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let Ok(reqs) = store.list_templates(CONTROL_KIND, None).await else { continue };
+                let Ok(reqs) = store.list_templates(CONTROL_KIND, None).await else {
+                    continue;
+                };
                 for r in reqs {
-                    let uid = r.body.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+                    let uid = r
+                        .body
+                        .get("uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
                     if !locks.lock().expect("lock map").contains_key(&uid) {
                         continue;
                     }
                     if let Some(ev) = control_event(&r.body) {
-                        let name = r.body.get("name").and_then(Value::as_str).unwrap_or_default();
+                        let name = r
+                            .body
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
                         let _ = engine.control(&r.namespace, name, ev).await;
                     }
-                    let _ = store.delete_template(CONTROL_KIND, &r.namespace, &r.name).await;
+                    let _ = store
+                        .delete_template(CONTROL_KIND, &r.namespace, &r.name)
+                        .await;
                 }
             }
         });
@@ -134,17 +170,33 @@ pub fn control_event(body: &Value) -> Option<Event> {
             parameters: body
                 .get("parameters")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         },
-        "stop" => Event::Shutdown { terminate: false, message: "Stopped by user".into() },
-        "terminate" => Event::Shutdown { terminate: true, message: "Terminated by user".into() },
+        "stop" => Event::Shutdown {
+            terminate: false,
+            message: "Stopped by user".into(),
+        },
+        "terminate" => Event::Shutdown {
+            terminate: true,
+            message: "Terminated by user".into(),
+        },
         _ => return None,
     })
 }
 
 /// Queue a control request for the process that owns a workflow.
-pub async fn send_control(store: &Store, namespace: &str, name: &str, uid: &str, body: Value) -> Result<()> {
+pub async fn send_control(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    body: Value,
+) -> Result<()> {
     let mut body = body;
     body["uid"] = json!(uid);
     body["name"] = json!(name);

@@ -37,7 +37,11 @@ pub struct DriversSection {
 
 impl Default for DriversSection {
     fn default() -> Self {
-        DriversSection { cpu_budget_ms: 2000, memory_limit_mb: 256, keep_step_dirs: false }
+        DriversSection {
+            cpu_budget_ms: 2000,
+            memory_limit_mb: 256,
+            keep_step_dirs: false,
+        }
     }
 }
 
@@ -102,7 +106,9 @@ pub struct Config {
 }
 
 fn default_home() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("weft")
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("weft")
 }
 
 impl Config {
@@ -113,7 +119,10 @@ impl Config {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("WEFT_CONFIG").map(PathBuf::from))
             .or_else(|| {
-                let h = home_flag.map(Path::to_path_buf).or(env_home.clone()).unwrap_or_else(default_home);
+                let h = home_flag
+                    .map(Path::to_path_buf)
+                    .or(env_home.clone())
+                    .unwrap_or_else(default_home);
                 let p = h.join("weft.toml");
                 p.exists().then_some(p)
             })
@@ -138,7 +147,11 @@ impl Config {
         if let Ok(u) = std::env::var("WEFT_STORE_URL") {
             store_url = u;
         }
-        let mut durability = file.store.durability.clone().unwrap_or_else(|| "process".into());
+        let mut durability = file
+            .store
+            .durability
+            .clone()
+            .unwrap_or_else(|| "process".into());
         if let Ok(d) = std::env::var("WEFT_DURABILITY") {
             durability = d;
         }
@@ -152,11 +165,20 @@ impl Config {
                 });
             }
         };
-        let log_format = std::env::var("WEFT_LOG_FORMAT").ok().or(file.log.format.clone()).unwrap_or_else(|| "text".into());
+        let log_format = std::env::var("WEFT_LOG_FORMAT")
+            .ok()
+            .or(file.log.format.clone())
+            .unwrap_or_else(|| "text".into());
         if !matches!(log_format.as_str(), "text" | "json") {
-            return Err(ConfigError::Env { name: "WEFT_LOG_FORMAT".into(), message: format!("{log_format:?} is not one of \"text\", \"json\"") });
+            return Err(ConfigError::Env {
+                name: "WEFT_LOG_FORMAT".into(),
+                message: format!("{log_format:?} is not one of \"text\", \"json\""),
+            });
         }
-        let log_level = std::env::var("WEFT_LOG").ok().or(file.log.level.clone()).unwrap_or_else(|| "warn".into());
+        let log_level = std::env::var("WEFT_LOG")
+            .ok()
+            .or(file.log.level.clone())
+            .unwrap_or_else(|| "warn".into());
         let mut plugins = file.plugins.clone();
         if let Some(dir) = path.as_ref().and_then(|p| p.parent()) {
             for p in &mut plugins {
@@ -165,7 +187,9 @@ impl Config {
                 }
             }
         }
-        let cache_dir = std::env::var_os("WEFT_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| home.join("cache"));
+        let cache_dir = std::env::var_os("WEFT_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("cache"));
         Ok(Config {
             cache_dir,
             home,
@@ -183,10 +207,20 @@ impl Config {
     fn read_file(p: &Path, must_exist: bool) -> Result<FileConfig, ConfigError> {
         let text = match std::fs::read_to_string(p) {
             Ok(t) => t,
-            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
-            Err(e) => return Err(ConfigError::File { path: p.display().to_string(), message: e.to_string() }),
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default());
+            }
+            Err(e) => {
+                return Err(ConfigError::File {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
         };
-        toml::from_str(&text).map_err(|e| ConfigError::File { path: p.display().to_string(), message: e.to_string().trim().replace('\n', " ") })
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: p.display().to_string(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
     }
 }
 
@@ -199,7 +233,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("weft.toml");
         std::fs::write(&p, "[store]\nurll = \"x\"\n").unwrap();
-        let err = Config::load(Some(&p), Some(dir.path())).unwrap_err().to_string();
+        let err = Config::load(Some(&p), Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("urll"), "{err}");
     }
 
@@ -207,7 +243,11 @@ mod tests {
     fn file_values_apply() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("weft.toml");
-        std::fs::write(&p, "[drivers]\ncpu_budget_ms = 5\n[semaphores]\n\"default/cm/k\" = 3\n").unwrap();
+        std::fs::write(
+            &p,
+            "[drivers]\ncpu_budget_ms = 5\n[semaphores]\n\"default/cm/k\" = 3\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&p), Some(dir.path())).unwrap();
         assert_eq!(c.drivers.cpu_budget_ms, 5);
         assert_eq!(c.semaphores["default/cm/k"], 3);

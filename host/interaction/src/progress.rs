@@ -21,7 +21,13 @@ pub enum Mode {
 }
 
 /// Watch a workflow until it finishes; returns its final phase.
-pub async fn watch(engine: &Engine, store: &Store, ns: &str, name: &str, mode: Mode) -> Result<Phase> {
+pub async fn watch(
+    engine: &Engine,
+    store: &Store,
+    ns: &str,
+    name: &str,
+    mode: Mode,
+) -> Result<Phase> {
     if mode == Mode::Quiet {
         return wait_quietly(engine, store, ns, name).await;
     }
@@ -41,11 +47,18 @@ pub async fn watch(engine: &Engine, store: &Store, ns: &str, name: &str, mode: M
                 None => anyhow::bail!("workflow {name:?} vanished"),
             },
         };
-        let phase = status.get("phase").and_then(Value::as_str).and_then(Phase::parse).unwrap_or(Phase::Pending);
+        let phase = status
+            .get("phase")
+            .and_then(Value::as_str)
+            .and_then(Phase::parse)
+            .unwrap_or(Phase::Pending);
         match mode {
             Mode::Tree => {
                 if let Some(b) = &bar {
-                    b.set_message(format!("{name}  {phase}\n{}", render_tree(name, &status, 60)));
+                    b.set_message(format!(
+                        "{name}  {phase}\n{}",
+                        render_tree(name, &status, 60)
+                    ));
                 }
             }
             Mode::Lines => print_changes(&status, &mut seen),
@@ -59,7 +72,12 @@ pub async fn watch(engine: &Engine, store: &Store, ns: &str, name: &str, mode: M
         }
         // Wake on the next engine update, at most every 100 ms, at least every second.
         let _ = tokio::time::timeout(Duration::from_secs(1), updates.recv()).await;
-        tokio::time::sleep(Duration::from_millis(if mode == Mode::Tree { 100 } else { 20 })).await;
+        tokio::time::sleep(Duration::from_millis(if mode == Mode::Tree {
+            100
+        } else {
+            20
+        }))
+        .await;
     }
 }
 
@@ -113,7 +131,9 @@ async fn wait_quietly(engine: &Engine, store: &Store, ns: &str, name: &str) -> R
 }
 
 fn print_changes(status: &Value, seen: &mut HashMap<String, String>) {
-    let Some(nodes) = status.get("nodes").and_then(Value::as_object) else { return };
+    let Some(nodes) = status.get("nodes").and_then(Value::as_object) else {
+        return;
+    };
     for (id, n) in nodes {
         let phase = n.get("phase").and_then(Value::as_str).unwrap_or("");
         if seen.get(id).map(String::as_str) == Some(phase) {
@@ -154,7 +174,10 @@ fn duration(n: &Value) -> String {
     };
     match (parse("startedAt"), parse("finishedAt")) {
         (Some(s), Some(f)) => format!("{}s", (f - s).num_seconds()),
-        (Some(s), None) => format!("{}s", (chrono::Utc::now() - s.with_timezone(&chrono::Utc)).num_seconds()),
+        (Some(s), None) => format!(
+            "{}s",
+            (chrono::Utc::now() - s.with_timezone(&chrono::Utc)).num_seconds()
+        ),
         _ => String::new(),
     }
 }
@@ -162,29 +185,49 @@ fn duration(n: &Value) -> String {
 /// The node tree as text. Step groups are folded into their parent; beyond
 /// `max_lines` nodes only counts by phase are shown.
 pub fn render_tree(wf_name: &str, status: &Value, max_lines: usize) -> String {
-    let Some(nodes) = status.get("nodes").and_then(Value::as_object) else { return String::new() };
+    let Some(nodes) = status.get("nodes").and_then(Value::as_object) else {
+        return String::new();
+    };
     if nodes.len() > max_lines {
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
         for n in nodes.values() {
-            if !matches!(n.get("type").and_then(Value::as_str), Some("StepGroup" | "TaskGroup" | "Steps" | "DAG" | "Retry")) {
-                *counts.entry(n.get("phase").and_then(Value::as_str).unwrap_or("?")).or_default() += 1;
+            if !matches!(
+                n.get("type").and_then(Value::as_str),
+                Some("StepGroup" | "TaskGroup" | "Steps" | "DAG" | "Retry")
+            ) {
+                *counts
+                    .entry(n.get("phase").and_then(Value::as_str).unwrap_or("?"))
+                    .or_default() += 1;
             }
         }
-        let parts: Vec<String> = counts.iter().map(|(p, c)| format!("{} {p}: {c}", icon(p))).collect();
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(p, c)| format!("{} {p}: {c}", icon(p)))
+            .collect();
         return format!("{} nodes  {}", nodes.len(), parts.join("  "));
     }
     let mut out = String::new();
-    out.push_str(&format!("{:<48} {:<22} {:>8}  MESSAGE\n", "STEP", "TEMPLATE", "DURATION"));
+    out.push_str(&format!(
+        "{:<48} {:<22} {:>8}  MESSAGE\n",
+        "STEP", "TEMPLATE", "DURATION"
+    ));
     let mut roots = vec![wf_name.to_string()];
     let exit = format!("{wf_name}.onExit");
-    if nodes.values().any(|n| n.get("name").and_then(Value::as_str) == Some(exit.as_str())) {
+    if nodes
+        .values()
+        .any(|n| n.get("name").and_then(Value::as_str) == Some(exit.as_str()))
+    {
         roots.push(exit);
     }
     for r in roots {
         let id = if r == wf_name {
             r.clone()
         } else {
-            nodes.iter().find(|(_, n)| n.get("name").and_then(Value::as_str) == Some(r.as_str())).map(|(k, _)| k.clone()).unwrap_or(r.clone())
+            nodes
+                .iter()
+                .find(|(_, n)| n.get("name").and_then(Value::as_str) == Some(r.as_str()))
+                .map(|(k, _)| k.clone())
+                .unwrap_or(r.clone())
         };
         walk(nodes, &id, 0, &mut out);
     }
@@ -197,7 +240,11 @@ fn walk(nodes: &serde_json::Map<String, Value>, id: &str, depth: usize, out: &mu
     let kids: Vec<String> = n
         .get("children")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if ty == "StepGroup" {
         for k in kids {
@@ -211,12 +258,19 @@ fn walk(nodes: &serde_json::Map<String, Value>, id: &str, depth: usize, out: &mu
         .get("templateName")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .or_else(|| n.pointer("/templateRef/template").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            n.pointer("/templateRef/template")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let msg = n.get("message").and_then(Value::as_str).unwrap_or("");
     let indent = "  ".repeat(depth);
     let label = format!("{indent}{} {display}", icon(phase));
-    out.push_str(&format!("{label:<48} {tmpl:<22} {:>8}  {msg}\n", duration(n)));
+    out.push_str(&format!(
+        "{label:<48} {tmpl:<22} {:>8}  {msg}\n",
+        duration(n)
+    ));
     for k in kids {
         walk(nodes, &k, depth + 1, out);
     }

@@ -52,6 +52,9 @@ pub enum Error {
         namespace: String,
         name: String,
     },
+    /// A fenced commit touched a workflow leased to another replica.
+    #[error("lease on workflow {uid} lost")]
+    LeaseLost { uid: String },
 }
 
 impl Error {
@@ -90,6 +93,7 @@ impl From<Error> for StoreError {
                 namespace,
                 name,
             },
+            Error::LeaseLost { uid } => StoreError::LeaseLost { uid },
             other => StoreError::Backend(other.to_string()),
         }
     }

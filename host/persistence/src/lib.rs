@@ -264,6 +264,40 @@ impl StateStore for Store {
     }
 
     #[instrument(skip(self), err)]
+    async fn acquire_lease(
+        &self,
+        uid: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .db
+            .acquire_lease(uid, owner, now_ms, until_ms)
+            .await?)
+    }
+
+    #[instrument(skip(self), err)]
+    async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<Vec<String>, StoreError> {
+        Ok(self.inner.db.renew_leases(owner, until_ms).await?)
+    }
+
+    #[instrument(skip(self), err)]
+    async fn claimable(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(self.inner.db.claimable(now_ms, limit).await?)
+    }
+
+    #[instrument(skip(self), err)]
+    async fn release_lease(&self, uid: &str, owner: &str) -> Result<(), StoreError> {
+        Ok(self.inner.db.release_lease(uid, owner).await?)
+    }
+
+    #[instrument(skip(self), err)]
     async fn try_acquire(&self, lock: &str, holder: &str, limit: u32) -> Result<bool, StoreError> {
         Ok(self
             .inner

@@ -298,8 +298,10 @@ impl Db {
     }
 
     pub(crate) async fn commit(&self, batch: &CommitBatch) -> Result<(), Error> {
+        // `$8` fences replicas: with an owner, the row must still be leased to it.
         const UPDATE: &str = "UPDATE workflows SET phase = $1, started_ms = $2, finished_ms = $3, \
-             message = $4, labels = $5, status = $6 WHERE uid = $7";
+             message = $4, labels = $5, status = $6 WHERE uid = $7 \
+             AND COALESCE($8, lease_owner, '') = COALESCE(lease_owner, '')";
         if batch.is_empty() {
             return Ok(());
         }
@@ -320,10 +322,16 @@ impl Db {
                     .bind(Json(&wf.labels))
                     .bind(status)
                     .bind(&wf.uid)
+                    .bind(batch.owner.as_deref())
                     .execute(&mut *tx)
                     .await
                     .ctx("commit: update workflows")?;
                 if done.rows_affected() == 0 {
+                    if batch.owner.is_some() {
+                        return Err(Error::LeaseLost {
+                            uid: wf.uid.clone(),
+                        });
+                    }
                     return Err(Error::not_found("workflow", &wf.namespace, &wf.name));
                 }
             }
@@ -337,6 +345,89 @@ impl Db {
                 }
                 q.execute(&mut *tx).await.ctx("commit: upsert nodes")?;
             }
+        });
+        Ok(())
+    }
+
+    pub(crate) async fn acquire_lease(
+        &self,
+        uid: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, Error> {
+        const SQL: &str = "UPDATE workflows SET lease_owner = $1, lease_expires_ms = $2 \
+             WHERE uid = $3 AND phase IN ('Pending', 'Running') \
+             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_ms < $4)";
+        let n = in_write_tx!(self, "acquire_lease: transaction", |tx| {
+            sqlx::query(SQL)
+                .bind(owner)
+                .bind(until_ms)
+                .bind(uid)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .ctx("acquire_lease: update workflows")?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn renew_leases(
+        &self,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<Vec<String>, Error> {
+        const UPDATE: &str = "UPDATE workflows SET lease_expires_ms = $1 \
+             WHERE lease_owner = $2 AND phase IN ('Pending', 'Running')";
+        const SELECT: &str =
+            "SELECT uid FROM workflows WHERE lease_owner = $1 AND phase IN ('Pending', 'Running')";
+        let uids = in_write_tx!(self, "renew_leases: transaction", |tx| {
+            sqlx::query(UPDATE)
+                .bind(until_ms)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .ctx("renew_leases: update workflows")?;
+            let rows: Vec<String> = sqlx::query_scalar(SELECT)
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await
+                .ctx("renew_leases: select workflows")?;
+            rows
+        });
+        Ok(uids)
+    }
+
+    pub(crate) async fn claimable(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, Error> {
+        const SQL: &str = "SELECT uid, namespace, name FROM workflows WHERE phase IN ('Pending', 'Running') \
+             AND (lease_owner IS NULL OR lease_expires_ms < $1) ORDER BY created_ms LIMIT $2";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(String, String, String)> = on_pool!(self, reader, |pool| {
+            sqlx::query_as(SQL)
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .ctx("claimable: select workflows")?
+        });
+        Ok(rows)
+    }
+
+    pub(crate) async fn release_lease(&self, uid: &str, owner: &str) -> Result<(), Error> {
+        const SQL: &str = "UPDATE workflows SET lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE uid = $1 AND lease_owner = $2";
+        in_write_tx!(self, "release_lease: transaction", |tx| {
+            sqlx::query(SQL)
+                .bind(uid)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .ctx("release_lease: update workflows")?;
         });
         Ok(())
     }

@@ -63,7 +63,11 @@ impl Document {
             file: self.file.clone(),
             line,
             column,
-            path: if path.is_empty() { "/".into() } else { path.into() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
             message: message.into(),
         }
     }
@@ -147,11 +151,15 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Vec<Document>, LoadError>
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
             let line = good.iter().filter(|b| **b == b'\n').count() + 1;
-            let column = good.len() - good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            let column =
+                good.len() - good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
             return Err(at(
                 line,
                 column,
-                format!("invalid UTF-8 at byte {}: workflow files must be UTF-8 text", e.valid_up_to()),
+                format!(
+                    "invalid UTF-8 at byte {}: workflow files must be UTF-8 text",
+                    e.valid_up_to()
+                ),
             ));
         }
     };
@@ -182,7 +190,11 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Document>, LoadError> {
         if value.is_null() {
             continue; // empty document (e.g. a trailing `---`)
         }
-        let source = maps.as_ref().ok().and_then(|m| m.get(index).cloned()).unwrap_or_default();
+        let source = maps
+            .as_ref()
+            .ok()
+            .and_then(|m| m.get(index).cloned())
+            .unwrap_or_default();
         let doc = Document {
             file: file.to_string(),
             index,
@@ -287,13 +299,19 @@ fn source_maps(text: &str) -> Result<Vec<SourceMap>, ()> {
                 None => {
                     let k = f.key.take()?;
                     f.expect_key = true;
-                    Some(format!("{}/{}", f.path, k.replace('~', "~0").replace('/', "~1")))
+                    Some(format!(
+                        "{}/{}",
+                        f.path,
+                        k.replace('~', "~0").replace('/', "~1")
+                    ))
                 }
             }
         }
         fn record(&mut self, path: &str, m: Marker) {
             if let Some(map) = self.maps.last_mut() {
-                map.positions.entry(path.to_string()).or_insert((m.line(), m.col() + 1));
+                map.positions
+                    .entry(path.to_string())
+                    .or_insert((m.line(), m.col() + 1));
             }
         }
         /// A node starts: returns its path, or None if this event is a mapping key.
@@ -308,7 +326,11 @@ fn source_maps(text: &str) -> Result<Vec<SourceMap>, ()> {
                 self.record(&p, m);
                 return None;
             }
-            let p = if self.stack.is_empty() { String::new() } else { self.child_path()? };
+            let p = if self.stack.is_empty() {
+                String::new()
+            } else {
+                self.child_path()?
+            };
             self.record(&p, m);
             Some(p)
         }
@@ -328,12 +350,22 @@ fn source_maps(text: &str) -> Result<Vec<SourceMap>, ()> {
                 }
                 Event::SequenceStart(..) => {
                     if let Some(p) = self.node(m, None) {
-                        self.stack.push(Frame { path: p, seq_index: Some(0), key: None, expect_key: false });
+                        self.stack.push(Frame {
+                            path: p,
+                            seq_index: Some(0),
+                            key: None,
+                            expect_key: false,
+                        });
                     }
                 }
                 Event::MappingStart(..) => {
                     if let Some(p) = self.node(m, None) {
-                        self.stack.push(Frame { path: p, seq_index: None, key: None, expect_key: true });
+                        self.stack.push(Frame {
+                            path: p,
+                            seq_index: None,
+                            key: None,
+                            expect_key: true,
+                        });
                     }
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
@@ -368,19 +400,30 @@ mod tests {
     #[test]
     fn round_trip_keeps_unknown_fields() {
         let docs = parse_str("wf.yaml", WF).unwrap();
-        let Object::Workflow(wf) = docs[0].object().unwrap() else { panic!() };
+        let Object::Workflow(wf) = docs[0].object().unwrap() else {
+            panic!()
+        };
         let back = serde_json::to_value(&*wf).unwrap();
         assert_eq!(back, docs[0].value);
-        assert_eq!(back.pointer("/spec/podGC/strategy").unwrap(), "OnPodSuccess");
+        assert_eq!(
+            back.pointer("/spec/podGC/strategy").unwrap(),
+            "OnPodSuccess"
+        );
     }
 
     #[test]
     fn positions_of_fields() {
         let docs = parse_str("wf.yaml", WF).unwrap();
         assert_eq!(docs[0].source.locate("/spec/templates/0/name"), (10, 5));
-        assert_eq!(docs[0].source.locate("/spec/templates/0/container/image"), (12, 7));
+        assert_eq!(
+            docs[0].source.locate("/spec/templates/0/container/image"),
+            (12, 7)
+        );
         // unknown child falls back to the nearest ancestor
-        assert_eq!(docs[0].source.locate("/spec/templates/0/container/nope"), (11, 5));
+        assert_eq!(
+            docs[0].source.locate("/spec/templates/0/container/nope"),
+            (11, 5)
+        );
     }
 
     #[test]
@@ -409,7 +452,13 @@ mod tests {
         assert_eq!(err.line, 2);
         assert!(err.message.contains("UTF-8"));
         let docs = parse_str("k.yaml", "kind: Pod\n").unwrap();
-        assert!(docs[0].object().unwrap_err().message.contains("unknown kind"));
+        assert!(
+            docs[0]
+                .object()
+                .unwrap_err()
+                .message
+                .contains("unknown kind")
+        );
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse_str("deep.yaml", &deep).is_err());
     }
@@ -418,7 +467,9 @@ mod tests {
     fn older_forms_are_accepted() {
         let cron = "kind: CronWorkflow\nmetadata: {name: c}\nspec:\n  schedule: '* * * * *'\n  workflowSpec:\n    entrypoint: m\n    synchronization:\n      mutex: {name: m}\n";
         let docs = parse_str("c.yaml", cron).unwrap();
-        let Object::CronWorkflow(c) = docs[0].object().unwrap() else { panic!() };
+        let Object::CronWorkflow(c) = docs[0].object().unwrap() else {
+            panic!()
+        };
         assert_eq!(c.spec.all_schedules(), vec!["* * * * *"]);
         let sync = c.spec.workflow_spec.synchronization.unwrap();
         assert_eq!(sync.all_mutexes().len(), 1);

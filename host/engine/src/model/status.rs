@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Phase of a node or a workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord,
+)]
 pub enum Phase {
     #[default]
     Pending,

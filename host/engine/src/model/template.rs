@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 
 use super::params::{AnyString, Arguments, Inputs, IntOrString, Outputs};
 
-
 /// Container fields weft reads; everything else (resources, volumeMounts, …)
 /// is kept in `extra` for the Kubernetes driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -263,7 +262,10 @@ impl Synchronization {
     }
     /// All semaphores, the older single `semaphore` form included.
     pub fn all_semaphores(&self) -> Vec<&Value> {
-        self.semaphore.iter().chain(self.semaphores.iter()).collect()
+        self.semaphore
+            .iter()
+            .chain(self.semaphores.iter())
+            .collect()
     }
 }
 

@@ -46,9 +46,22 @@ pub trait EngineMetrics: Send + Sync + std::fmt::Debug {
     fn step_finished(&self, driver: &str, phase: Phase, secs: f64);
 }
 
+/// Settings for one of several engine replicas sharing a database.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// Unique per replica process (e.g. `host-pid-random`).
+    pub id: String,
+    /// How long a lease lasts without renewal; renewed every third of it. A dead
+    /// replica's workflows are adopted by others once its leases expire.
+    pub lease: Duration,
+}
+
 /// Runtime settings.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
+    /// Share workflows with other replicas through leases (None: this process owns
+    /// what it submits or adopts, nothing else).
+    pub replica: Option<ReplicaOptions>,
     /// Semaphore limits by `<namespace>/<configmap>/<key>`; unknown semaphores get 1.
     pub semaphore_limits: HashMap<String, u32>,
     /// Most messages handled in one turn (one commit).
@@ -62,6 +75,7 @@ impl Default for EngineOptions {
         EngineOptions {
             semaphore_limits: HashMap::new(),
             batch_max: 2048,
+            replica: None,
             metrics: None,
         }
     }
@@ -130,6 +144,8 @@ enum Msg {
     Barrier {
         reply: oneshot::Sender<()>,
     },
+    /// Renew this replica's leases and claim expired ones (replicas only).
+    LeaseTick,
 }
 
 /// Cloneable handle to the engine's owner task.
@@ -181,6 +197,18 @@ impl Engine {
                 }
             }
         });
+        if let Some(r) = &opts.replica {
+            let ltx = tx.clone();
+            let every = (r.lease / 3).max(Duration::from_millis(50));
+            tokio::spawn(async move {
+                loop {
+                    if ltx.send(Msg::LeaseTick).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         let owner = Owner {
             store,
             driver,
@@ -387,10 +415,28 @@ impl Owner {
                 self.handle(msg, &mut after, &mut touched).await;
             }
             // Group commit: every changed row of this turn in one transaction.
-            let batch = self.collect(&touched);
-            if !batch.is_empty()
-                && let Err(e) = self.store.commit(batch).await
-            {
+            let mut batch = self.collect(&touched);
+            batch.owner = self.opts.replica.as_ref().map(|r| r.id.clone());
+            let mut result = if batch.is_empty() {
+                Ok(())
+            } else {
+                self.store.commit(batch.clone()).await
+            };
+            // A workflow leased away from us: drop it and commit the rest.
+            while let Err(StoreError::LeaseLost { uid }) = &result {
+                let uid = uid.clone();
+                warn!(uid = %uid, "lease lost; another replica continues this workflow");
+                self.forget(&uid);
+                after.retain(|a| !matches!(a, After::Actions(u, _) if *u == uid));
+                batch.workflows.retain(|w| w.uid != uid);
+                batch.nodes.retain(|(u, _)| *u != uid);
+                result = if batch.is_empty() {
+                    Ok(())
+                } else {
+                    self.store.commit(batch.clone()).await
+                };
+            }
+            if let Err(e) = result {
                 // Nothing of this turn is carried out: the store is the truth.
                 warn!(error = %e, "commit failed; dropping this turn's actions");
                 for a in after {
@@ -521,6 +567,7 @@ impl Owner {
                 }
             }
             Msg::Poll { uid, node } => self.poll(&uid, &node),
+            Msg::LeaseTick => self.lease_tick(now, after, touched).await,
             Msg::Notify { key } => match self.key_waiters.remove(&key) {
                 Some(waiters) => {
                     for (uid, node) in waiters {
@@ -755,6 +802,72 @@ impl Owner {
             self.machines.remove(uid);
             self.by_name.remove(&key);
             self.held.remove(uid);
+        }
+    }
+
+    /// Stop driving a workflow (finished, or its lease went to another replica).
+    fn forget(&mut self, uid: &str) {
+        if let Some(m) = self.machines.remove(uid) {
+            let st = m.state();
+            self.by_name
+                .remove(&(st.namespace.clone(), st.name.clone()));
+        }
+        self.lock_waiters.retain(|(u, _, _)| u != uid);
+    }
+
+    /// Renew our leases, drop workflows we lost, adopt orphans.
+    async fn lease_tick(
+        &mut self,
+        now: i64,
+        after: &mut Vec<After>,
+        touched: &mut HashSet<String>,
+    ) {
+        let Some(r) = self.opts.replica.clone() else {
+            return;
+        };
+        let until = now + r.lease.as_millis() as i64;
+        match self.store.renew_leases(&r.id, until).await {
+            Ok(owned) => {
+                let owned: HashSet<String> = owned.into_iter().collect();
+                let lost: Vec<String> = self
+                    .machines
+                    .keys()
+                    .filter(|u| !owned.contains(*u))
+                    .cloned()
+                    .collect();
+                for uid in lost {
+                    if self
+                        .machines
+                        .get(&uid)
+                        .is_some_and(|m| !m.phase().is_done())
+                    {
+                        warn!(uid = %uid, "lease lost; another replica continues this workflow");
+                        self.forget(&uid);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "renewing leases failed");
+                return;
+            }
+        }
+        let orphans = match self.store.claimable(now, 64).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(error = %e, "listing claimable workflows failed");
+                return;
+            }
+        };
+        for (uid, ns, name) in orphans {
+            match self.store.acquire_lease(&uid, &r.id, now, until).await {
+                Ok(true) => {
+                    if let Err(e) = self.adopt(&ns, &name, now, after, touched).await {
+                        warn!(workflow = %name, error = %e, "adopting failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "claiming a workflow failed"),
+            }
         }
     }
 

@@ -30,6 +30,9 @@ pub enum StoreError {
         namespace: String,
         name: String,
     },
+    /// This replica's lease on the workflow ended: another replica owns it now.
+    #[error("lease on workflow {uid} lost: another replica owns it")]
+    LeaseLost { uid: String },
     #[error("store: {0}")]
     Backend(String),
 }
@@ -66,6 +69,9 @@ pub struct NodeRecord {
 /// What one commit writes, atomically.
 #[derive(Debug, Clone, Default)]
 pub struct CommitBatch {
+    /// Fencing: when set, every workflow row updated must still be leased to
+    /// this replica, or the whole batch fails with `LeaseLost`.
+    pub owner: Option<String>,
     /// Workflow rows to update (phase, times, message, status). Keyed by uid.
     pub workflows: Vec<WorkflowRecord>,
     /// Node rows to insert or replace, by (workflow uid, node id).
@@ -166,6 +172,27 @@ pub trait StateStore: Send + Sync {
     /// between calls; the current one applies to new acquisitions.
     async fn try_acquire(&self, lock: &str, holder: &str, limit: u32) -> Result<bool, StoreError>;
     async fn release(&self, lock: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Leases (several engine replicas on one database). Take or renew the lease of
+    /// one unfinished workflow for `owner` until `until_ms`; true if `owner` holds it
+    /// now (it was free, expired at `now_ms`, or already `owner`'s).
+    async fn acquire_lease(
+        &self,
+        uid: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Extend every lease `owner` holds on unfinished workflows; returns their uids.
+    async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<Vec<String>, StoreError>;
+    /// Unfinished workflows with no live lease at `now_ms`, oldest first: (uid, namespace, name).
+    async fn claimable(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Give a lease back (workflow finished, replica shutting down).
+    async fn release_lease(&self, uid: &str, owner: &str) -> Result<(), StoreError>;
 
     /// A node's log lines (all nodes when `node_id` is None), oldest first.
     async fn logs(

@@ -25,7 +25,11 @@ async fn known(app: &App, docs: &[Document]) -> Result<KnownTemplates> {
     let mut k = KnownTemplates::from_documents(docs);
     for kind in ["WorkflowTemplate", "ClusterWorkflowTemplate"] {
         for t in app.store.list_templates(kind, None).await? {
-            k.add(kind, &t.name, t.body.get("spec").unwrap_or(&serde_json::Value::Null));
+            k.add(
+                kind,
+                &t.name,
+                t.body.get("spec").unwrap_or(&serde_json::Value::Null),
+            );
         }
     }
     Ok(k)
@@ -34,7 +38,10 @@ async fn known(app: &App, docs: &[Document]) -> Result<KnownTemplates> {
 /// Lint documents before running or storing them; errors stop with exit code 2.
 pub async fn check_or_fail(app: &App, docs: Vec<Document>) -> Result<()> {
     let k = known(app, &docs).await?;
-    let diags: Vec<Diagnostic> = lint_docs(&docs, &k).into_iter().filter(|d| d.severity == Severity::Error).collect();
+    let diags: Vec<Diagnostic> = lint_docs(&docs, &k)
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
     if diags.is_empty() {
         return Ok(());
     }
@@ -57,7 +64,10 @@ pub async fn lint(config: Config, args: LintArgs) -> Result<u8> {
     let app = App::open(config).await?;
     let k = known(&app, &docs).await?;
     diags.extend(lint_docs(&docs, &k));
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     if args.output == Some(Output::Json) {
         let v: Vec<_> = diags.iter().map(Diagnostic::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -24,7 +24,11 @@ use crate::config::Config;
 pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "weft", version, about = "Run Argo Workflows unchanged on a durable engine with Wasm drivers")]
+#[command(
+    name = "weft",
+    version,
+    about = "Run Argo Workflows unchanged on a durable engine with Wasm drivers"
+)]
 pub struct Cli {
     /// Configuration file (default: $WEFT_CONFIG, <home>/weft.toml, ./weft.toml).
     #[arg(long, global = true, env = "WEFT_CONFIG")]
@@ -85,8 +89,6 @@ pub enum Command {
     /// Plugins: list and inspect.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
-    /// Measure the benchmark workloads beside their bash floor (bench/README.md).
-    Bench(bench::BenchArgs),
     /// Serve the Argo Server REST API (/api/v1) with the engine in process.
     Server(server::ServerArgs),
     /// Submit workflow files (to --server; without one, run them on the embedded engine).
@@ -99,6 +101,8 @@ pub enum Command {
     Resubmit(remote::NameArgs),
     /// Suspend a running workflow until `weft resume` (needs --server).
     Suspend(run::ControlArgs),
+    /// Measure the benchmark workloads beside their bash floor (bench/README.md).
+    Bench(bench::BenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -118,7 +122,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weft: cannot start the async runtime: {e}");
@@ -131,7 +138,11 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("weft: {e:#}");
-            ExitCode::from(if e.downcast_ref::<Invalid>().is_some() { EXIT_INVALID } else { 1 })
+            ExitCode::from(if e.downcast_ref::<Invalid>().is_some() {
+                EXIT_INVALID
+            } else {
+                1
+            })
         }
     }
 }
@@ -161,7 +172,9 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<u8> {
         Command::Stop(a) => run::control(config, &ns, a, "stop").await,
         Command::Terminate(a) => run::control(config, &ns, a, "terminate").await,
         Command::Template(c) => template::run(config, &ns, "WorkflowTemplate", c).await,
-        Command::ClusterTemplate(c) => template::run(config, "", "ClusterWorkflowTemplate", c).await,
+        Command::ClusterTemplate(c) => {
+            template::run(config, "", "ClusterWorkflowTemplate", c).await
+        }
         Command::Cron(c) => template::run(config, &ns, "CronWorkflow", c).await,
         Command::Plugin(c) => plugin::run(config, c).await,
         Command::Bench(a) => bench::bench(a).await,
@@ -181,7 +194,9 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<u8> {
 
 fn init_tracing(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_format == "json" {
         let _ = builder.json().try_init();
     } else {

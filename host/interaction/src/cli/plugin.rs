@@ -21,14 +21,23 @@ pub async fn run(config: Config, cmd: PluginCmd) -> Result<u8> {
     let plugins = running.drivers.plugins();
     match cmd {
         PluginCmd::List => {
-            println!("{:<16} {:<10} {:<40} {:<10} SOURCE", "NAME", "KIND", "WORLD", "VERSION");
+            println!(
+                "{:<16} {:<10} {:<40} {:<10} SOURCE",
+                "NAME", "KIND", "WORLD", "VERSION"
+            );
             for p in plugins {
                 let source = match &p.source {
                     weft_drivers::PluginSource::Embedded => "embedded".to_string(),
                     weft_drivers::PluginSource::Path(p) => p.display().to_string(),
                 };
-                let kind = serde_json::to_value(p.kind)?.as_str().unwrap_or_default().to_string();
-                println!("{:<16} {:<10} {:<40} {:<10} {source}", p.name, kind, p.world, p.version);
+                let kind = serde_json::to_value(p.kind)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                println!(
+                    "{:<16} {:<10} {:<40} {:<10} {source}",
+                    p.name, kind, p.world, p.version
+                );
             }
         }
         PluginCmd::Inspect { name } => {

@@ -60,13 +60,19 @@ pub struct DeleteArgs {
 
 pub async fn list(config: Config, ns: &str, args: ListArgs) -> Result<u8> {
     let app = App::open(config).await?;
-    let mut filter = WorkflowFilter { namespace: Some(ns.into()), limit: args.limit, ..Default::default() };
+    let mut filter = WorkflowFilter {
+        namespace: Some(ns.into()),
+        limit: args.limit,
+        ..Default::default()
+    };
     if let Some(s) = &args.status {
         filter.phases = s.split(',').map(str::to_string).collect();
     }
     if let Some(sel) = &args.selector {
         for kv in sel.split(',') {
-            let (k, v) = kv.split_once('=').ok_or_else(|| Invalid(format!("bad selector {kv:?}: expected key=value")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Invalid(format!("bad selector {kv:?}: expected key=value")))?;
             filter.labels.push((k.into(), v.into()));
         }
     }
@@ -87,12 +93,21 @@ pub async fn list(config: Config, ns: &str, args: ListArgs) -> Result<u8> {
             }
         }
         _ => {
-            println!("{:<40} {:<10} {:<8} {:<10}", "NAME", "STATUS", "AGE", "DURATION");
+            println!(
+                "{:<40} {:<10} {:<8} {:<10}",
+                "NAME", "STATUS", "AGE", "DURATION"
+            );
             let now = chrono::Utc::now().timestamp_millis();
             for r in &list {
                 let age = (now - r.created_ms) / 1000;
                 let dur = r.finished_ms.unwrap_or(now) - r.started_ms.unwrap_or(r.created_ms);
-                println!("{:<40} {:<10} {:<8} {:<10}", r.name, r.phase, format!("{age}s"), format!("{}s", dur / 1000));
+                println!(
+                    "{:<40} {:<10} {:<8} {:<10}",
+                    r.name,
+                    r.phase,
+                    format!("{age}s"),
+                    format!("{}s", dur / 1000)
+                );
             }
         }
     }
@@ -108,7 +123,12 @@ fn print_value(v: &Value, out: Option<Output>) -> Result<()> {
 }
 
 /// Print a stored workflow: Argo's JSON/YAML object, its name, or a summary with the node tree.
-pub async fn print_workflow(store: &Store, ns: &str, name: &str, out: Option<Output>) -> Result<()> {
+pub async fn print_workflow(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    out: Option<Output>,
+) -> Result<()> {
     let (rec, nodes) = store
         .load_workflow(ns, name)
         .await?
@@ -124,21 +144,42 @@ pub async fn print_workflow(store: &Store, ns: &str, name: &str, out: Option<Out
             if let Some(m) = &rec.message {
                 println!("Message:             {m}");
             }
-            println!("Created:             {}", weft_engine::machine::rfc3339(rec.created_ms));
+            println!(
+                "Created:             {}",
+                weft_engine::machine::rfc3339(rec.created_ms)
+            );
             if let (Some(s), Some(f)) = (rec.started_ms, rec.finished_ms) {
                 println!("Duration:            {:.3}s", (f - s) as f64 / 1000.0);
             }
             if let Some(p) = status.get("progress").and_then(Value::as_str) {
                 println!("Progress:            {p}");
             }
-            if let Some(params) = status.pointer("/outputs/parameters").and_then(Value::as_array) {
+            if let Some(params) = status
+                .pointer("/outputs/parameters")
+                .and_then(Value::as_array)
+            {
                 println!("Output parameters:");
                 for p in params {
-                    println!("  {}: {}", p["name"].as_str().unwrap_or(""), p["value"].as_str().unwrap_or(""));
+                    println!(
+                        "  {}: {}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["value"].as_str().unwrap_or("")
+                    );
                 }
             }
             println!();
-            print!("{}", render_tree(&rec.name, &status, if out == Some(Output::Wide) { usize::MAX } else { 500 }));
+            print!(
+                "{}",
+                render_tree(
+                    &rec.name,
+                    &status,
+                    if out == Some(Output::Wide) {
+                        usize::MAX
+                    } else {
+                        500
+                    }
+                )
+            );
         }
     }
     Ok(())
@@ -156,10 +197,24 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
         .store
         .load_workflow(ns, &args.name)
         .await?
-        .ok_or_else(|| Invalid(format!("workflow {:?} not found in namespace {ns:?}", args.name)))?;
+        .ok_or_else(|| {
+            Invalid(format!(
+                "workflow {:?} not found in namespace {ns:?}",
+                args.name
+            ))
+        })?;
     let names: std::collections::HashMap<String, String> = nodes
         .iter()
-        .map(|n| (n.node_id.clone(), n.data.get("name").and_then(Value::as_str).unwrap_or(&n.node_id).to_string()))
+        .map(|n| {
+            (
+                n.node_id.clone(),
+                n.data
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&n.node_id)
+                    .to_string(),
+            )
+        })
         .collect();
     let node_id = match &args.node {
         None => None,
@@ -180,10 +235,17 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
     loop {
         let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
         for l in lines.iter().skip(printed) {
-            let who = names.get(&l.node_id).cloned().unwrap_or_else(|| l.node_id.clone());
+            let who = names
+                .get(&l.node_id)
+                .cloned()
+                .unwrap_or_else(|| l.node_id.clone());
             seen_nodes.insert(l.node_id.clone());
             if args.timestamps {
-                println!("{who}: {} {}", weft_engine::machine::rfc3339(l.ts_ms), l.line);
+                println!(
+                    "{who}: {} {}",
+                    weft_engine::machine::rfc3339(l.ts_ms),
+                    l.line
+                );
             } else {
                 println!("{who}: {}", l.line);
             }
@@ -201,7 +263,10 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
             // one last read for lines flushed at the end
             let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
             for l in lines.iter().skip(printed) {
-                let who = names.get(&l.node_id).cloned().unwrap_or_else(|| l.node_id.clone());
+                let who = names
+                    .get(&l.node_id)
+                    .cloned()
+                    .unwrap_or_else(|| l.node_id.clone());
                 println!("{who}: {}", l.line);
             }
             break;
@@ -215,7 +280,13 @@ pub async fn delete(config: Config, ns: &str, args: DeleteArgs) -> Result<u8> {
     let app = App::open(config).await?;
     let mut names = args.names.clone();
     if args.all {
-        let list = app.store.list_workflows(&WorkflowFilter { namespace: Some(ns.into()), ..Default::default() }).await?;
+        let list = app
+            .store
+            .list_workflows(&WorkflowFilter {
+                namespace: Some(ns.into()),
+                ..Default::default()
+            })
+            .await?;
         names.extend(list.into_iter().map(|r| r.name));
     }
     if names.is_empty() {

@@ -55,7 +55,9 @@ pub struct ControlArgs {
 }
 
 fn split_kv(s: &str) -> Result<(String, String)> {
-    let (k, v) = s.split_once('=').ok_or_else(|| Invalid(format!("expected name=value, got {s:?}")))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| Invalid(format!("expected name=value, got {s:?}")))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -64,10 +66,20 @@ fn apply_parameters(wf: &mut Workflow, args: &RunArgs) -> Result<()> {
     if let Some(f) = &args.parameter_file {
         let text = std::fs::read(f).map_err(|e| Invalid(format!("{}: {e}", f.display())))?;
         let text = String::from_utf8(text).map_err(|e| {
-            Invalid(format!("{}: invalid UTF-8 at byte {}: parameter files must be UTF-8 text", f.display(), e.utf8_error().valid_up_to()))
+            Invalid(format!(
+                "{}: invalid UTF-8 at byte {}: parameter files must be UTF-8 text",
+                f.display(),
+                e.utf8_error().valid_up_to()
+            ))
         })?;
-        let v: Value = serde_yaml_ng::from_str(&text).map_err(|e| Invalid(format!("{}: {e}", f.display())))?;
-        let map = v.as_object().ok_or_else(|| Invalid(format!("{}: expected a map of parameter names to values", f.display())))?;
+        let v: Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| Invalid(format!("{}: {e}", f.display())))?;
+        let map = v.as_object().ok_or_else(|| {
+            Invalid(format!(
+                "{}: expected a map of parameter names to values",
+                f.display()
+            ))
+        })?;
         for (k, v) in map {
             given.push((k.clone(), weft_engine_to_string(v)));
         }
@@ -76,9 +88,19 @@ fn apply_parameters(wf: &mut Workflow, args: &RunArgs) -> Result<()> {
         given.push(split_kv(p)?);
     }
     for (k, v) in given {
-        match wf.spec.arguments.parameters.iter_mut().find(|p| p.name == k) {
+        match wf
+            .spec
+            .arguments
+            .parameters
+            .iter_mut()
+            .find(|p| p.name == k)
+        {
             Some(p) => p.value = Some(AnyString(v)),
-            None => wf.spec.arguments.parameters.push(Parameter { name: k, value: Some(AnyString(v)), ..Default::default() }),
+            None => wf.spec.arguments.parameters.push(Parameter {
+                name: k,
+                value: Some(AnyString(v)),
+                ..Default::default()
+            }),
         }
     }
     if let Some(e) = &args.entrypoint {
@@ -95,7 +117,11 @@ fn weft_engine_to_string(v: &Value) -> String {
 }
 
 /// Store the template kinds of a file; return its Workflows.
-pub async fn store_templates(store: &dyn StateStore, ns: &str, objects: Vec<Object>) -> Result<Vec<Workflow>> {
+pub async fn store_templates(
+    store: &dyn StateStore,
+    ns: &str,
+    objects: Vec<Object>,
+) -> Result<Vec<Workflow>> {
     let mut wfs = Vec::new();
     for o in objects {
         let (kind, namespace, name, body) = match o {
@@ -103,14 +129,36 @@ pub async fn store_templates(store: &dyn StateStore, ns: &str, objects: Vec<Obje
                 wfs.push(*w);
                 continue;
             }
-            Object::WorkflowTemplate(t) => ("WorkflowTemplate", t.metadata.namespace.clone().unwrap_or_else(|| ns.into()), t.name().to_string(), serde_json::to_value(&*t)?),
-            Object::ClusterWorkflowTemplate(t) => ("ClusterWorkflowTemplate", String::new(), t.name().to_string(), serde_json::to_value(&*t)?),
-            Object::CronWorkflow(c) => ("CronWorkflow", c.metadata.namespace.clone().unwrap_or_else(|| ns.into()), c.metadata.name.clone().unwrap_or_default(), serde_json::to_value(&*c)?),
+            Object::WorkflowTemplate(t) => (
+                "WorkflowTemplate",
+                t.metadata.namespace.clone().unwrap_or_else(|| ns.into()),
+                t.name().to_string(),
+                serde_json::to_value(&*t)?,
+            ),
+            Object::ClusterWorkflowTemplate(t) => (
+                "ClusterWorkflowTemplate",
+                String::new(),
+                t.name().to_string(),
+                serde_json::to_value(&*t)?,
+            ),
+            Object::CronWorkflow(c) => (
+                "CronWorkflow",
+                c.metadata.namespace.clone().unwrap_or_else(|| ns.into()),
+                c.metadata.name.clone().unwrap_or_default(),
+                serde_json::to_value(&*c)?,
+            ),
         };
         if name.is_empty() {
             return Err(Invalid(format!("{kind} has no metadata.name")).into());
         }
-        store.put_template(&TemplateRecord { kind: kind.into(), namespace, name, body }).await?;
+        store
+            .put_template(&TemplateRecord {
+                kind: kind.into(),
+                namespace,
+                name,
+                body,
+            })
+            .await?;
     }
     Ok(wfs)
 }
@@ -124,7 +172,10 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
     let objects: Vec<Object> = docs.into_iter().map(|(_, o)| o).collect();
     let mut wfs = store_templates(&app.store, ns, objects).await?;
     if wfs.is_empty() {
-        println!("stored the templates of {}; it holds no Workflow to run", args.file.display());
+        println!(
+            "stored the templates of {}; it holds no Workflow to run",
+            args.file.display()
+        );
         return Ok(0);
     }
     let running = app.start().await?;
@@ -134,13 +185,26 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
         if wf.metadata.namespace.is_none() {
             wf.metadata.namespace = Some(ns.to_string());
         }
-        let rec = running.engine.submit(wf.clone()).await.map_err(|e| match e {
-            weft_engine::runtime::EngineError::Invalid(m) => anyhow::Error::new(Invalid(m)),
-            weft_engine::runtime::EngineError::Submit(weft_engine::runtime::SubmitError::Invalid(m)) => Invalid(m).into(),
-            other => other.into(),
-        })?;
+        let rec = running
+            .engine
+            .submit(wf.clone())
+            .await
+            .map_err(|e| match e {
+                weft_engine::runtime::EngineError::Invalid(m) => anyhow::Error::new(Invalid(m)),
+                weft_engine::runtime::EngineError::Submit(
+                    weft_engine::runtime::SubmitError::Invalid(m),
+                ) => Invalid(m).into(),
+                other => other.into(),
+            })?;
         running.own(&rec.uid)?;
-        let phase = progress::watch(&running.engine, &app.store, &rec.namespace, &rec.name, show_progress(args.output)).await?;
+        let phase = progress::watch(
+            &running.engine,
+            &app.store,
+            &rec.namespace,
+            &rec.name,
+            show_progress(args.output),
+        )
+        .await?;
         app.store.flush_logs().await;
         super::query::print_workflow(&app.store, &rec.namespace, &rec.name, args.output).await?;
         worst = worst.max(exit_code(phase));
@@ -166,7 +230,12 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
         .store
         .load_workflow(ns, &args.name)
         .await?
-        .ok_or_else(|| Invalid(format!("workflow {:?} not found in namespace {ns:?}", args.name)))?;
+        .ok_or_else(|| {
+            Invalid(format!(
+                "workflow {:?} not found in namespace {ns:?}",
+                args.name
+            ))
+        })?;
     let mut params = serde_json::Map::new();
     for s in &args.set {
         let (k, v) = split_kv(s)?;
@@ -180,14 +249,24 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
     let running = app.start().await?;
     if !running.own(&rec.uid)? {
         send_control(&app.store, ns, &args.name, &rec.uid, body).await?;
-        println!("workflow {} is run by another weft process; resume requested", args.name);
+        println!(
+            "workflow {} is run by another weft process; resume requested",
+            args.name
+        );
         return Ok(0);
     }
     running.engine.adopt(ns, &args.name).await?;
     if let Some(ev) = crate::app::control_event(&body) {
         running.engine.control(ns, &args.name, ev).await?;
     }
-    let phase = progress::watch(&running.engine, &app.store, ns, &args.name, show_progress(args.output)).await?;
+    let phase = progress::watch(
+        &running.engine,
+        &app.store,
+        ns,
+        &args.name,
+        show_progress(args.output),
+    )
+    .await?;
     app.store.flush_logs().await;
     super::query::print_workflow(&app.store, ns, &args.name, args.output).await?;
     Ok(exit_code(phase))
@@ -199,7 +278,12 @@ pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) 
         .store
         .load_workflow(ns, &args.name)
         .await?
-        .ok_or_else(|| Invalid(format!("workflow {:?} not found in namespace {ns:?}", args.name)))?;
+        .ok_or_else(|| {
+            Invalid(format!(
+                "workflow {:?} not found in namespace {ns:?}",
+                args.name
+            ))
+        })?;
     if Phase::parse(&rec.phase).is_some_and(Phase::is_done) {
         println!("workflow {} already finished: {}", args.name, rec.phase);
         return Ok(0);
@@ -208,16 +292,41 @@ pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) 
     let running = app.start().await?;
     if !running.own(&rec.uid)? {
         send_control(&app.store, ns, &args.name, &rec.uid, body).await?;
-        println!("workflow {} is run by another weft process; {action} requested", args.name);
+        println!(
+            "workflow {} is run by another weft process; {action} requested",
+            args.name
+        );
         return Ok(0);
     }
     running.engine.adopt(ns, &args.name).await?;
     let ev = match action {
-        "terminate" => Event::Shutdown { terminate: true, message: "Terminated by user".into() },
-        _ => Event::Shutdown { terminate: false, message: "Stopped by user".into() },
+        "terminate" => Event::Shutdown {
+            terminate: true,
+            message: "Terminated by user".into(),
+        },
+        _ => Event::Shutdown {
+            terminate: false,
+            message: "Stopped by user".into(),
+        },
     };
     running.engine.control(ns, &args.name, ev).await?;
-    let phase = progress::watch(&running.engine, &app.store, ns, &args.name, progress::Mode::Quiet).await?;
-    println!("workflow {} {}: {}", args.name, if action == "terminate" { "terminated" } else { "stopped" }, phase);
+    let phase = progress::watch(
+        &running.engine,
+        &app.store,
+        ns,
+        &args.name,
+        progress::Mode::Quiet,
+    )
+    .await?;
+    println!(
+        "workflow {} {}: {}",
+        args.name,
+        if action == "terminate" {
+            "terminated"
+        } else {
+            "stopped"
+        },
+        phase
+    );
     Ok(0)
 }

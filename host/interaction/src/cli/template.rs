@@ -14,7 +14,9 @@ use crate::config::Config;
 #[derive(Subcommand, Debug)]
 pub enum TemplateCmd {
     /// Store every object of the given kind found in the files.
-    Create { files: Vec<PathBuf> },
+    Create {
+        files: Vec<PathBuf>,
+    },
     List {
         #[arg(short = 'o', long)]
         output: Option<super::Output>,
@@ -24,7 +26,9 @@ pub enum TemplateCmd {
         #[arg(short = 'o', long)]
         output: Option<super::Output>,
     },
-    Delete { names: Vec<String> },
+    Delete {
+        names: Vec<String>,
+    },
 }
 
 fn kind_of(o: &Object) -> &'static str {
@@ -45,11 +49,18 @@ pub async fn run(config: Config, ns: &str, kind: &str, cmd: TemplateCmd) -> Resu
             }
             for f in files {
                 let docs = read_objects(&f).map_err(|e| Invalid(e.to_string()))?;
-                super::lint::check_or_fail(&app, docs.iter().map(|(d, _)| d.clone()).collect()).await?;
+                super::lint::check_or_fail(&app, docs.iter().map(|(d, _)| d.clone()).collect())
+                    .await?;
                 let mut objects = Vec::new();
                 for (doc, o) in docs {
                     if kind_of(&o) != kind {
-                        return Err(Invalid(format!("{}: document {} is a {}, not a {kind}", f.display(), doc.index + 1, kind_of(&o))).into());
+                        return Err(Invalid(format!(
+                            "{}: document {} is a {}, not a {kind}",
+                            f.display(),
+                            doc.index + 1,
+                            kind_of(&o)
+                        ))
+                        .into());
                     }
                     println!("{kind} '{}' created", doc.name());
                     objects.push(o);
@@ -58,10 +69,23 @@ pub async fn run(config: Config, ns: &str, kind: &str, cmd: TemplateCmd) -> Resu
             }
         }
         TemplateCmd::List { output } => {
-            let list = app.store.list_templates(kind, if kind == "ClusterWorkflowTemplate" { None } else { Some(ns) }).await?;
+            let list = app
+                .store
+                .list_templates(
+                    kind,
+                    if kind == "ClusterWorkflowTemplate" {
+                        None
+                    } else {
+                        Some(ns)
+                    },
+                )
+                .await?;
             if matches!(output, Some(super::Output::Json | super::Output::Yaml)) {
                 let items: Vec<_> = list.iter().map(|t| t.body.clone()).collect();
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"items": items}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"items": items}))?
+                );
             } else {
                 println!("NAME");
                 for t in list {

@@ -17,6 +17,7 @@ async fn commits_per_sec(store: &Store, commits: usize) -> f64 {
     // Build the batches first: the figure is the store's, not serde_json's.
     let batches: Vec<CommitBatch> = (0..commits)
         .map(|c| CommitBatch {
+            owner: None,
             workflows: vec![wf.clone()],
             nodes: (c * 100..(c + 1) * 100)
                 .map(|i| ("bench-uid".to_owned(), node(i, "Running")))
@@ -42,6 +43,7 @@ async fn big_workflow(store: &Store) -> (f64, f64) {
     let start = Instant::now();
     store
         .commit(CommitBatch {
+            owner: None,
             workflows: vec![],
             nodes,
         })

@@ -114,6 +114,7 @@ pub async fn commit_and_load_1000_nodes(h: &Harness) {
     wf.status =
         json!({"outputs": {"parameters": [{"name": "x", "value": "1"}]}, "storedTemplates": {}});
     let batch = CommitBatch {
+        owner: None,
         workflows: vec![wf.clone()],
         nodes: nodes_for("u1", 0..1000, "Running"),
     };
@@ -131,6 +132,7 @@ pub async fn commit_and_load_1000_nodes(h: &Harness) {
     changed.extend(nodes_for("u1", 1000..1005, "Pending"));
     store
         .commit(CommitBatch {
+            owner: None,
             workflows: vec![wf.clone()],
             nodes: changed,
         })
@@ -146,6 +148,7 @@ pub async fn commit_and_load_1000_nodes(h: &Harness) {
     // The same node twice in one batch: the last one wins.
     store
         .commit(CommitBatch {
+            owner: None,
             workflows: vec![],
             nodes: vec![
                 ("u1".into(), node(7, "Failed")),
@@ -340,6 +343,7 @@ pub async fn delete_cascades_to_nodes_and_logs(h: &Harness) {
             .unwrap();
         store
             .commit(CommitBatch {
+                owner: None,
                 workflows: vec![],
                 nodes: nodes_for(uid, 0..50, "Succeeded"),
             })
@@ -371,6 +375,7 @@ pub async fn delete_cascades_to_nodes_and_logs(h: &Harness) {
     assert!(
         store
             .commit(CommitBatch {
+                owner: None,
                 workflows: vec![],
                 nodes: nodes_for("u1", 0..1, "Running"),
             })
@@ -666,6 +671,7 @@ pub async fn failed_commit_rolls_back_entirely(h: &Harness) {
     nodes.push(("no-such-uid".into(), node(0, "Running")));
     let err = store
         .commit(CommitBatch {
+            owner: None,
             workflows: vec![running],
             nodes,
         })
@@ -684,6 +690,7 @@ pub async fn failed_commit_rolls_back_entirely(h: &Harness) {
     // The store is still usable afterwards.
     store
         .commit(CommitBatch {
+            owner: None,
             workflows: vec![],
             nodes: nodes_for("u1", 0..3, "Running"),
         })
@@ -704,6 +711,7 @@ pub async fn commit_to_unknown_workflow_rolls_back(h: &Harness) {
     let ghost = workflow("ghost", "ns", "ghost", 1);
     let res = store
         .commit(CommitBatch {
+            owner: None,
             workflows: vec![real, ghost],
             nodes: nodes_for("u1", 0..5, "Running"),
         })

@@ -77,6 +77,7 @@ fn child(path: std::path::PathBuf) {
                 .collect();
             store
                 .commit(CommitBatch {
+                    owner: None,
                     workflows: vec![wf.clone()],
                     nodes,
                 })

@@ -66,6 +66,7 @@ mod sqlite_only {
             let wf = workflow("u1", "ns", "wf", 1);
             store.create_workflow(&wf).await.unwrap();
             let batch = weft_engine::runtime::CommitBatch {
+                owner: None,
                 nodes: (0..10)
                     .map(|i| ("u1".to_owned(), node(i, "Succeeded")))
                     .collect(),
