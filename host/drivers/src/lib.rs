@@ -12,7 +12,10 @@
 //!   `process`, `http`, `secrets`, `kube`, `object-store`, each checked against
 //!   the plugin's [`Grants`];
 //! - the **process sandbox** ([`sandbox`]): steps as host processes, each in a
-//!   private filesystem built from Linux namespaces.
+//!   private filesystem built from Linux namespaces;
+//! - **artifacts** ([`artifacts`]): input artifacts placed in a step's private
+//!   root before it starts, outputs saved from it after it exits, through a
+//!   [`Repository`](artifacts::Repository) (the local directory one by default).
 //!
 //! [`Drivers`] implements the engine's [`StepDriver`](weft_engine::runtime::StepDriver)
 //! port and consumes its [`LogSink`](weft_engine::runtime::LogSink) and
@@ -22,6 +25,7 @@
 //! WIT bindings), wasmtime and plain libraries. Nothing depends on this crate
 //! but the interaction layer (CLI, server) that wires everything together.
 
+pub mod artifacts;
 pub mod config;
 mod drivers;
 pub mod error;

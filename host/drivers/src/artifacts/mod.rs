@@ -1,0 +1,147 @@
+//! Artifacts: the bytes behind Argo's `inputs.artifacts` and `outputs.artifacts`.
+//!
+//! The engine decides *which* artifacts a step needs and produces (it resolves
+//! `from`/`fromExpression`, fills in default keys and the `archiveLocation`);
+//! this module moves the bytes, host side, between a step's private root and a
+//! [`Repository`]:
+//! - [`Repository`]: a flat key space of objects (the shape of S3, Azure Blob,
+//!   GCS and `object_store`), streamed through bounded buffers; a "directory"
+//!   is the set of objects under a key prefix;
+//! - [`LocalRepository`]: the embedded default, a directory on the host
+//!   (`$WEFT_HOME/artifacts`);
+//! - [`archive`]: tar+gzip packing and safe unpacking (entries that escape their
+//!   directory are rejected);
+//! - [`stage`]: placing a step's inputs before it starts and saving its outputs
+//!   (and `main.log` for `archiveLogs`) after it exits.
+
+pub mod archive;
+pub mod local;
+pub mod stage;
+
+use std::io::{Read, Write};
+
+pub use local::LocalRepository;
+
+/// Errors of the artifact layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// A key that is empty, absolute-looking after normalisation, or contains `..`.
+    #[error("artifact key {key:?} is invalid: {reason}")]
+    BadKey { key: String, reason: String },
+    /// An archive entry or a path that would land outside its directory.
+    #[error("{0}")]
+    Escape(String),
+    /// The location kind is not served by this version (S3 bucket, GCS, …).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Filesystem or stream failure, with what was being done.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ArtifactError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ArtifactError {
+        let what = what.into();
+        move |source| ArtifactError::Io { what, source }
+    }
+}
+
+/// A validated object key: `/`-separated, relative, no empty, `.` or `..` segments.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(String);
+
+impl Key {
+    /// Normalise (leading/trailing and doubled `/`, `.` segments dropped) and
+    /// validate: `..` anywhere is rejected, so a key can never leave its repository.
+    pub fn parse(raw: &str) -> Result<Key, ArtifactError> {
+        let bad = |reason: &str| ArtifactError::BadKey {
+            key: raw.to_string(),
+            reason: reason.to_string(),
+        };
+        if raw.contains('\0') || raw.contains('\\') {
+            return Err(bad("NUL and backslash are not allowed"));
+        }
+        let mut segs = Vec::new();
+        for s in raw.split('/') {
+            match s {
+                "" | "." => {}
+                ".." => return Err(bad("'..' is not allowed in keys")),
+                s => segs.push(s),
+            }
+        }
+        if segs.is_empty() {
+            return Err(bad("empty"));
+        }
+        Ok(Key(segs.join("/")))
+    }
+
+    /// `self/rel` (for `subPath` and directory members), validated like [`Key::parse`].
+    pub fn join(&self, rel: &str) -> Result<Key, ArtifactError> {
+        Key::parse(&format!("{}/{rel}", self.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A writer for one object; nothing is visible under its key before [`commit`](ObjectWriter::commit).
+pub trait ObjectWriter: Write + Send {
+    fn commit(self: Box<Self>) -> Result<(), ArtifactError>;
+}
+
+/// An artifact repository: objects by key, streamed. Blocking (call it from
+/// `spawn_blocking`); implementations must never hold a whole object in memory.
+pub trait Repository: Send + Sync {
+    /// How messages name it, e.g. `local repository /var/lib/weft/artifacts`.
+    fn describe(&self) -> String;
+    /// A writer for `key` (replacing any object there on commit).
+    fn create(&self, key: &Key) -> Result<Box<dyn ObjectWriter>, ArtifactError>;
+    /// The object at exactly `key`, or `None`.
+    fn open(&self, key: &Key) -> Result<Option<Box<dyn Read + Send>>, ArtifactError>;
+    /// Keys of every object under `prefix/`, sorted.
+    fn list(&self, prefix: &Key) -> Result<Vec<Key>, ArtifactError>;
+}
+
+/// Copy with a bounded buffer (never the whole stream in memory).
+pub(crate) fn copy(r: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_normalise_and_reject_dotdot() {
+        assert_eq!(Key::parse("/a//b/./c/").unwrap().as_str(), "a/b/c");
+        for bad in ["..", "a/../b", "../x", "a/..", "", "/", "a\\b"] {
+            let e = Key::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid"), "{bad}: {e}");
+        }
+        let k = Key::parse("wf/pod").unwrap();
+        assert_eq!(k.join("x.tgz").unwrap().as_str(), "wf/pod/x.tgz");
+        assert!(k.join("../../etc").unwrap_err().to_string().contains(".."));
+    }
+}

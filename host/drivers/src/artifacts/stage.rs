@@ -1,0 +1,527 @@
+//! Moving a step's artifacts between its private root and a [`Repository`].
+//!
+//! Input artifacts arrive resolved by the engine: `from`/`fromExpression` are
+//! already replaced by the producing step's location. A location is one of
+//! - `raw: {data}`: the data is written to `path`;
+//! - key-only `s3: {key}` (no bucket, no endpoint): an object, or a directory
+//!   (the objects under `key/`), in the workflow's repository. Objects that are
+//!   gzip'd tars are unpacked (one top-level entry becomes `path`, as in Argo);
+//!   `subPath` selects inside the directory or the unpacked archive.
+//!
+//! Output artifacts carry their key (the engine fills the default
+//! `<workflow>/<pod>/<name>.tgz`, or `<basename>` for `archive: {none: {}}`).
+
+use std::fs::File;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::archive::{is_tgz, pack_tgz, unpack_tgz};
+use super::{ArtifactError, Key, Repository, copy};
+
+/// Location fields of Argo's `Artifact`, besides `s3` and `raw`, that need a
+/// backend this version does not have.
+const OTHER_LOCATIONS: &[&str] = &["gcs", "oss", "azure", "http", "git", "hdfs", "artifactory"];
+
+/// Whether a resolved template moves artifacts at all.
+pub fn has_inputs(template: &Value) -> bool {
+    list(template, "/inputs/artifacts").next().is_some()
+}
+
+pub fn has_outputs(template: &Value) -> bool {
+    list(template, "/outputs/artifacts").next().is_some() || log_key(template).is_some()
+}
+
+fn list<'a>(template: &'a Value, ptr: &str) -> impl Iterator<Item = &'a Value> {
+    template
+        .pointer(ptr)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// `archiveLocation.archiveLogs`: the key `main.log` is saved under.
+pub fn log_key(template: &Value) -> Option<String> {
+    let loc = template.get("archiveLocation")?;
+    if loc.get("archiveLogs").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let prefix = loc.pointer("/s3/key").and_then(Value::as_str)?;
+    Some(format!("{}/main.log", prefix.trim_end_matches('/')))
+}
+
+fn name_of(a: &Value) -> &str {
+    a.get("name").and_then(Value::as_str).unwrap_or("?")
+}
+
+fn optional(a: &Value) -> bool {
+    a.get("optional").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The repository key of a key-only `s3` location; `Ok(None)` if there is no `s3`.
+fn key_of(a: &Value, dir: &str) -> Result<Option<Key>, String> {
+    let name = name_of(a);
+    for other in OTHER_LOCATIONS {
+        if a.get(*other).is_some() {
+            return Err(format!(
+                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only the default repository and raw)"
+            ));
+        }
+    }
+    let Some(s3) = a.get("s3") else {
+        return Ok(None);
+    };
+    if s3.get("bucket").is_some() || s3.get("endpoint").is_some() {
+        return Err(format!(
+            "{dir} artifact '{name}': S3 buckets are not served yet; use a key-only location (s3: {{key: …}}) in the default repository"
+        ));
+    }
+    let Some(k) = s3.get("key").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    Key::parse(k)
+        .map(Some)
+        .map_err(|e| format!("{dir} artifact '{name}': {e}"))
+}
+
+/// Join an absolute in-step path onto `root`, rejecting `..`.
+fn join_inside(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!("path '{path}' escapes the step's filesystem"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The host path of an existing in-step path, following symlinks only while
+/// they stay inside the root. `Ok(None)`: it does not exist.
+fn existing_inside(root: &Path, path: &str) -> Result<Option<PathBuf>, String> {
+    let joined = join_inside(root, path)?;
+    let canon_root = root
+        .canonicalize()
+        .map_err(|e| format!("step root {}: {e}", root.display()))?;
+    match joined.canonicalize() {
+        Ok(c) if c.starts_with(&canon_root) => Ok(Some(c)),
+        Ok(_) => Err(format!("'{path}' points outside the step's filesystem")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(format!("'{path}': {e}")),
+    }
+}
+
+// ---------------------------------------------------------------- inputs
+
+/// Place every input artifact of `template` at its `path` under `root`.
+/// `scratch` is an empty directory on the same filesystem (for unpacking).
+pub fn place_inputs(
+    repo: &dyn Repository,
+    template: &Value,
+    root: &Path,
+    scratch: &Path,
+) -> Result<(), String> {
+    for (i, a) in list(template, "/inputs/artifacts").enumerate() {
+        let name = name_of(a);
+        let Some(path) = a.get("path").and_then(Value::as_str) else {
+            continue; // composite templates pass artifacts on without a path
+        };
+        let dest = prepare_dest(root, path).map_err(|e| format!("input artifact '{name}': {e}"))?;
+        if let Some(data) = a.pointer("/raw/data").and_then(Value::as_str) {
+            std::fs::write(&dest, data)
+                .map_err(|e| format!("input artifact '{name}': writing {path}: {e}"))?;
+            continue;
+        }
+        if let Some(f) = a.get("from").and_then(Value::as_str) {
+            if optional(a) {
+                continue;
+            }
+            return Err(format!(
+                "input artifact '{name}': 'from: {f}' did not resolve to an artifact"
+            ));
+        }
+        let Some(key) = key_of(a, "input")? else {
+            if optional(a) {
+                continue;
+            }
+            return Err(format!(
+                "input artifact '{name}' has no location (from, raw or key) and is not optional"
+            ));
+        };
+        let sub = a
+            .get("subPath")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let work = scratch.join(i.to_string());
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("input artifact '{name}': {}: {e}", work.display()))?;
+        let found = fetch(repo, &key, sub, &work).map_err(|e| {
+            format!(
+                "input artifact '{name}': loading key '{key}' from the {}: {e}",
+                repo.describe()
+            )
+        })?;
+        match found {
+            Some(content) => std::fs::rename(&content, &dest)
+                .map_err(|e| format!("input artifact '{name}': placing it at {path}: {e}"))?,
+            None if optional(a) => {}
+            None => {
+                return Err(format!(
+                    "input artifact '{name}': key '{key}'{} not found in the {}",
+                    sub.map(|s| format!(" (subPath '{s}')")).unwrap_or_default(),
+                    repo.describe()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host path `path` will be placed at: parents created (and checked to be
+/// inside the root), anything already there removed.
+fn prepare_dest(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let dest = join_inside(root, path)?;
+    if dest == root {
+        return Err(format!("path '{path}' is the step's root"));
+    }
+    let parent = dest.parent().expect("below root");
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let canon_root = root.canonicalize().map_err(|e| e.to_string())?;
+    let canon_parent = parent.canonicalize().map_err(|e| e.to_string())?;
+    if !canon_parent.starts_with(&canon_root) {
+        return Err(format!("'{path}' points outside the step's filesystem"));
+    }
+    let dest = canon_parent.join(dest.file_name().expect("normal component"));
+    match std::fs::symlink_metadata(&dest) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest),
+        Ok(_) => std::fs::remove_file(&dest),
+        Err(_) => Ok(()),
+    }
+    .map_err(|e| format!("replacing {path}: {e}"))?;
+    Ok(dest)
+}
+
+/// Fetch `key` into `work`: the host path of the content (file or directory),
+/// or `None` if the repository has nothing there.
+fn fetch(
+    repo: &dyn Repository,
+    key: &Key,
+    sub: Option<&str>,
+    work: &Path,
+) -> Result<Option<PathBuf>, ArtifactError> {
+    if let Some(mut r) = repo.open(key)? {
+        let tgz = repo.open(key)?.map(is_tgz).unwrap_or(false);
+        let content = if tgz {
+            let dir = work.join("unpacked");
+            std::fs::create_dir(&dir).map_err(ArtifactError::io("creating a scratch dir"))?;
+            unpack_tgz(r, &dir)?;
+            let mut top: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(ArtifactError::io("listing the unpacked archive"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            if top.len() == 1 {
+                top.pop().expect("one")
+            } else {
+                dir
+            }
+        } else {
+            let f = work.join("object");
+            let mut out = File::create(&f).map_err(ArtifactError::io("creating a scratch file"))?;
+            copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{key}'")))?;
+            f
+        };
+        return Ok(match sub {
+            None => Some(content),
+            Some(s) => {
+                let Ok(p) = join_inside(&content, s) else {
+                    return Err(ArtifactError::Escape(format!(
+                        "subPath '{s}' escapes the artifact"
+                    )));
+                };
+                match existing_inside(&content, s) {
+                    Ok(Some(_)) => Some(p),
+                    Ok(None) => None,
+                    Err(m) => return Err(ArtifactError::Escape(m)),
+                }
+            }
+        });
+    }
+    let k = match sub {
+        Some(s) => key.join(s)?,
+        None => key.clone(),
+    };
+    if sub.is_some()
+        && let Some(mut r) = repo.open(&k)?
+    {
+        let f = work.join("object");
+        let mut out = File::create(&f).map_err(ArtifactError::io("creating a scratch file"))?;
+        copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{k}'")))?;
+        return Ok(Some(f));
+    }
+    let members = repo.list(&k)?;
+    if members.is_empty() {
+        return Ok(None);
+    }
+    let dir = work.join("dir");
+    for m in members {
+        let rel = &m.as_str()[k.as_str().len() + 1..];
+        let dest = dir.join(rel);
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(ArtifactError::io("creating a scratch dir"))?;
+        }
+        let Some(mut r) = repo.open(&m)? else {
+            continue;
+        };
+        let mut out = File::create(&dest).map_err(ArtifactError::io("creating a scratch file"))?;
+        copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{m}'")))?;
+    }
+    Ok(Some(dir))
+}
+
+// ---------------------------------------------------------------- outputs
+
+/// What saving a step's outputs produced.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// The saved artifacts, Argo JSON (each with its `s3.key`).
+    pub artifacts: Vec<Value>,
+    /// The first failure (a missing non-optional artifact, an IO error).
+    pub error: Option<String>,
+}
+
+/// Save every output artifact of `template` from `root`, and `main.log`
+/// (`log_file`) when the template archives logs.
+pub fn save_outputs(
+    repo: &dyn Repository,
+    template: &Value,
+    root: &Path,
+    log_file: &Path,
+) -> Saved {
+    let mut saved = Saved::default();
+    for a in list(template, "/outputs/artifacts") {
+        match save_one(repo, a, root) {
+            Ok(true) => saved.artifacts.push(a.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                saved.error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(k) = log_key(template) {
+        let r = Key::parse(&k).map_err(|e| e.to_string()).and_then(|key| {
+            let Ok(mut f) = File::open(log_file) else {
+                return Ok(false); // the step printed nothing
+            };
+            let mut w = repo.create(&key).map_err(|e| e.to_string())?;
+            copy(&mut f, &mut w).map_err(|e| format!("saving main.log: {e}"))?;
+            w.commit().map_err(|e| e.to_string())?;
+            Ok(true)
+        });
+        match r {
+            Ok(true) => saved
+                .artifacts
+                .push(json!({"name": "main-logs", "s3": {"key": k}})),
+            Ok(false) => {}
+            Err(e) => {
+                saved.error.get_or_insert(format!(
+                    "archiving the logs to the {}: {e}",
+                    repo.describe()
+                ));
+            }
+        }
+    }
+    saved
+}
+
+/// `Ok(false)`: optional and missing.
+fn save_one(repo: &dyn Repository, a: &Value, root: &Path) -> Result<bool, String> {
+    let name = name_of(a);
+    let Some(path) = a.get("path").and_then(Value::as_str) else {
+        return Err(format!("output artifact '{name}' has no path"));
+    };
+    let Some(key) = key_of(a, "output")? else {
+        return Err(format!("output artifact '{name}' has no key"));
+    };
+    let archive = a.get("archive");
+    let none = archive.is_some_and(|x| x.get("none").is_some());
+    if archive.is_some_and(|x| x.get("zip").is_some()) {
+        return Err(format!(
+            "output artifact '{name}': zip archives are not supported yet (use tar or none)"
+        ));
+    }
+    let src = match existing_inside(root, path) {
+        Ok(Some(p)) => p,
+        Ok(None) if optional(a) => return Ok(false),
+        Ok(None) => {
+            return Err(format!(
+                "output artifact '{name}': '{path}' does not exist in the step, so nothing was saved to the {} (mark it optional: true if it may be missing)",
+                repo.describe()
+            ));
+        }
+        Err(e) => return Err(format!("output artifact '{name}': {e}")),
+    };
+    let fail = |e: String| {
+        format!(
+            "output artifact '{name}': saving to the {}: {e}",
+            repo.describe()
+        )
+    };
+    if !none {
+        let entry = Path::new(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string());
+        let mut w = repo.create(&key).map_err(|e| fail(e.to_string()))?;
+        pack_tgz(&src, &entry, &mut w).map_err(|e| fail(e.to_string()))?;
+        w.commit().map_err(|e| fail(e.to_string()))?;
+    } else if src.is_dir() {
+        put_dir(repo, &src, &key).map_err(|e| fail(e.to_string()))?;
+    } else {
+        put_file(repo, &src, &key).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(true)
+}
+
+fn put_file(repo: &dyn Repository, src: &Path, key: &Key) -> Result<(), ArtifactError> {
+    let mut f = File::open(src).map_err(ArtifactError::io(format!("reading {}", src.display())))?;
+    let mut w = repo.create(key)?;
+    copy(&mut f, &mut w).map_err(ArtifactError::io(format!("saving '{key}'")))?;
+    w.commit()
+}
+
+/// Every regular file under `dir` as `key/<relative path>`; symlinks are not followed.
+fn put_dir(repo: &dyn Repository, dir: &Path, key: &Key) -> Result<(), ArtifactError> {
+    let mut stack = vec![(dir.to_path_buf(), key.clone())];
+    while let Some((d, k)) = stack.pop() {
+        let rd =
+            std::fs::read_dir(&d).map_err(ArtifactError::io(format!("listing {}", d.display())))?;
+        for e in rd {
+            let e = e.map_err(ArtifactError::io(format!("listing {}", d.display())))?;
+            let ft = e
+                .file_type()
+                .map_err(ArtifactError::io(format!("listing {}", d.display())))?;
+            let sub = k.join(&e.file_name().to_string_lossy())?;
+            if ft.is_dir() {
+                stack.push((e.path(), sub));
+            } else if ft.is_file() {
+                put_file(repo, &e.path(), &sub)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::LocalRepository;
+    use super::super::archive::tests::evil_tgz;
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, LocalRepository, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let repo = LocalRepository::new(d.path().join("repo"));
+        let root = d.path().join("step/root");
+        let scratch = d.path().join("step/scratch");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&scratch).unwrap();
+        (d, repo, root, scratch)
+    }
+
+    #[test]
+    fn file_and_dir_round_trip_with_archive_and_none() {
+        let (_d, repo, root, scratch) = setup();
+        std::fs::create_dir_all(root.join("out/dir/sub")).unwrap();
+        std::fs::write(root.join("out/f.txt"), "file").unwrap();
+        std::fs::write(root.join("out/dir/sub/x"), "x").unwrap();
+        let t = json!({"outputs": {"artifacts": [
+            {"name": "f", "path": "/out/f.txt", "s3": {"key": "wf/pod/f.tgz"}},
+            {"name": "d", "path": "/out/dir", "s3": {"key": "wf/pod/d.tgz"}},
+            {"name": "n", "path": "/out/dir", "archive": {"none": {}}, "s3": {"key": "wf/pod/dir"}},
+            {"name": "r", "path": "/out/f.txt", "archive": {"none": {}}, "s3": {"key": "wf/pod/f.txt"}},
+            {"name": "o", "path": "/nope", "optional": true, "s3": {"key": "wf/pod/o.tgz"}},
+        ]}});
+        let s = save_outputs(&repo, &t, &root, Path::new("/nonexistent"));
+        assert_eq!(s.error, None);
+        assert_eq!(s.artifacts.len(), 4);
+        assert_eq!(
+            std::fs::read_to_string(repo.root().join("wf/pod/f.txt")).unwrap(),
+            "file"
+        );
+        assert_eq!(
+            std::fs::read_to_string(repo.root().join("wf/pod/dir/sub/x")).unwrap(),
+            "x"
+        );
+        let root2 = root.parent().unwrap().join("root2");
+        std::fs::create_dir_all(&root2).unwrap();
+        let t = json!({"inputs": {"artifacts": [
+            {"name": "f", "path": "/in/f", "s3": {"key": "wf/pod/f.tgz"}},
+            {"name": "d", "path": "/in/d", "s3": {"key": "wf/pod/d.tgz"}},
+            {"name": "n", "path": "/in/n", "s3": {"key": "wf/pod/dir"}},
+            {"name": "s", "path": "/in/s", "subPath": "sub/x", "s3": {"key": "wf/pod/dir"}},
+            {"name": "t", "path": "/in/t", "subPath": "sub/x", "s3": {"key": "wf/pod/d.tgz"}},
+            {"name": "raw", "path": "/in/raw", "raw": {"data": "R"}},
+            {"name": "opt", "path": "/in/opt", "optional": true, "s3": {"key": "missing"}},
+        ]}});
+        place_inputs(&repo, &t, &root2, &scratch).unwrap();
+        let rd = |p: &str| std::fs::read_to_string(root2.join(p)).unwrap();
+        assert_eq!(rd("in/f"), "file");
+        assert_eq!(rd("in/d/sub/x"), "x");
+        assert_eq!(rd("in/n/sub/x"), "x");
+        assert_eq!(rd("in/s"), "x");
+        assert_eq!(rd("in/t"), "x");
+        assert_eq!(rd("in/raw"), "R");
+        assert!(!root2.join("in/opt").exists());
+    }
+
+    #[test]
+    fn missing_non_optional_names_artifact_and_repository() {
+        let (_d, repo, root, scratch) = setup();
+        let t = json!({"outputs": {"artifacts": [
+            {"name": "result", "path": "/nope", "s3": {"key": "k.tgz"}}]}});
+        let e = save_outputs(&repo, &t, &root, Path::new("/x"))
+            .error
+            .unwrap();
+        assert!(
+            e.contains("'result'") && e.contains("local repository"),
+            "{e}"
+        );
+        let t = json!({"inputs": {"artifacts": [
+            {"name": "in", "path": "/in", "s3": {"key": "nothing/here"}}]}});
+        let e = place_inputs(&repo, &t, &root, &scratch).unwrap_err();
+        assert!(e.contains("'in'") && e.contains("local repository"), "{e}");
+    }
+
+    #[test]
+    fn dotdot_keys_and_escaping_tars_are_rejected() {
+        let (_d, repo, root, scratch) = setup();
+        std::fs::write(root.join("f"), "f").unwrap();
+        let t = json!({"outputs": {"artifacts": [
+            {"name": "a", "path": "/f", "s3": {"key": "../../etc/x"}}]}});
+        let e = save_outputs(&repo, &t, &root, Path::new("/x"))
+            .error
+            .unwrap();
+        assert!(e.contains("'..' is not allowed"), "{e}");
+        std::fs::create_dir_all(repo.root()).unwrap();
+        std::fs::write(repo.root().join("evil.tgz"), evil_tgz("../../evil")).unwrap();
+        let t = json!({"inputs": {"artifacts": [
+            {"name": "a", "path": "/in", "s3": {"key": "evil.tgz"}}]}});
+        let e = place_inputs(&repo, &t, &root, &scratch).unwrap_err();
+        assert!(e.contains("escapes its directory"), "{e}");
+    }
+
+    #[test]
+    fn outputs_through_symlinks_out_of_the_root_are_refused() {
+        let (_d, repo, root, _scratch) = setup();
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+        let t = json!({"outputs": {"artifacts": [
+            {"name": "a", "path": "/etc-link/hostname", "s3": {"key": "k"}}]}});
+        let e = save_outputs(&repo, &t, &root, Path::new("/x"))
+            .error
+            .unwrap();
+        assert!(e.contains("outside"), "{e}");
+    }
+}
