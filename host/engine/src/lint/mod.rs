@@ -123,6 +123,9 @@ pub fn lint(docs: &[Document], known: &KnownTemplates) -> Vec<Diagnostic> {
         if let Some((base, mode)) = base {
             let spec = doc.value.pointer(base).unwrap_or(&Value::Null);
             spec::check(&mut cx, spec, base, mode);
+            if doc.kind == "CronWorkflow" {
+                cron_spec(&mut cx);
+            }
         } else if is_other_argo_kind(doc) {
             spec::other_kind(&mut cx);
             all.extend(cx.out);
@@ -204,6 +207,22 @@ impl Ctx<'_> {
     }
     fn warning(&mut self, path: &str, message: impl Into<String>) {
         self.report(Severity::Warning, path, message.into());
+    }
+}
+
+/// A CronWorkflow's own fields (schedules, timezone, concurrencyPolicy, limits),
+/// checked as the cron loop reads them: the first problem, named like Argo
+/// (`spec.schedules[0]: cron schedule "…" is malformed: …`).
+fn cron_spec(cx: &mut Ctx) {
+    let Some(spec) = cx.doc.value.get("spec") else {
+        return;
+    };
+    // A spec of the wrong shape is reported by the typed model.
+    let Ok(spec) = serde_json::from_value::<crate::model::CronWorkflowSpec>(spec.clone()) else {
+        return;
+    };
+    if let Err(e) = crate::cron::Schedules::parse(&spec) {
+        cx.error(&e.pointer(), e.to_string());
     }
 }
 

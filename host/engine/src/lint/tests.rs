@@ -632,3 +632,30 @@ fn argo_examples_have_no_errors() {
         .collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
+
+#[test]
+fn cron_workflow_schedules_and_timezone() {
+    let cron = |extra: &str| {
+        format!(
+            "kind: CronWorkflow\nmetadata: {{name: c}}\nspec:\n{extra}  workflowSpec:\n    entrypoint: main\n    templates:\n    - name: main\n      container: {{image: alpine}}\n"
+        )
+    };
+    assert!(
+        lint_text(&cron(
+            "  schedules: ['*/5 * * * *', '@hourly']\n  timezone: Europe/Berlin\n"
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        lint_text(&cron("  schedules: ['0 * * * *', '0 0 * * * *']\n")),
+        [
+            "t.yaml:4:28: error: /spec/schedules/1: spec.schedules[1]: cron schedule \"0 0 * * * *\" is malformed: expected exactly 5 fields, found 6"
+        ]
+    );
+    let tz = lint_text(&cron("  schedule: '0 1 * * *'\n  timezone: Mars/Olympus\n"));
+    assert_eq!(tz.len(), 1, "{tz:?}");
+    assert!(
+        tz[0].contains("/spec/timezone: spec.timezone: invalid timezone \"Mars/Olympus\""),
+        "{tz:?}"
+    );
+}
