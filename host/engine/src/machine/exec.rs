@@ -467,6 +467,7 @@ impl Machine {
                 crate::model::merge_json(&mut base, over);
                 art = serde_json::from_value(base).unwrap_or(art);
             }
+            super::artifacts::resolve_input(&mut art)?;
             out.artifacts.push(art);
         }
         Ok(out)
@@ -672,7 +673,8 @@ impl Machine {
             TemplateKind::Plugin => NodeType::Plugin,
             _ => NodeType::Pod,
         };
-        let vars = self.node_vars(&self.nodes[id]);
+        let mut vars = self.node_vars(&self.nodes[id]);
+        super::artifacts::add_output_path_vars(tmpl, &mut vars);
         let mut resolved = tmpl.clone();
         resolved.inputs = self.nodes[id].inputs.clone().unwrap_or_default();
         resolved.retry_strategy = None;
@@ -683,8 +685,26 @@ impl Machine {
         let outputs = body.as_object_mut().and_then(|o| o.remove("outputs"));
         let rendered = match render_value(&body, &vars, Missing::Keep) {
             Ok(mut v) => {
-                if let (Some(o), Value::Object(m)) = (outputs, &mut v) {
+                if let (Some(mut o), Value::Object(m)) = (outputs, &mut v) {
+                    // output artifacts' paths and keys may use inputs; they are the step's to fill
+                    if let Some(arts) = o.get_mut("artifacts")
+                        && let Ok(r) = render_value(arts, &vars, Missing::Keep)
+                    {
+                        *arts = r;
+                    }
                     m.insert("outputs".into(), o);
+                }
+                if node_type == NodeType::Pod {
+                    let prefix = format!("{}/{}", self.wf.name, vars.get("pod.name").unwrap_or(id));
+                    let spec_logs = self
+                        .wf
+                        .workflow
+                        .spec
+                        .extra
+                        .get("archiveLogs")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    super::artifacts::plan_leaf(&mut v, &prefix, spec_logs);
                 }
                 v
             }
@@ -1322,7 +1342,13 @@ impl Machine {
             let from = a
                 .from
                 .as_ref()
-                .and_then(|f| weft_expr::substitute(f, &vars, Missing::Keep).ok());
+                .and_then(|f| weft_expr::substitute(f, &vars, Missing::Keep).ok())
+                .or_else(|| {
+                    let e = a.from_expression.as_ref()?;
+                    weft_expr::eval(e, &vars)
+                        .ok()
+                        .map(|v| weft_expr::to_string_value(&v))
+                });
             if let Some(f) = from
                 && let Ok(Value::Object(mut found)) = serde_json::from_str::<Value>(&f)
             {

@@ -11,6 +11,7 @@
 //! wrap attempts, exit handlers run after their node, and node names and ids
 //! match Argo's so clients and UIs that parse them keep working.
 
+mod artifacts;
 mod exec;
 mod node;
 mod scope;

@@ -171,6 +171,10 @@ impl Machine {
                 if let Some(path) = &a.path {
                     v.insert(format!("inputs.artifacts.{}.path", a.name), path.clone());
                 }
+                // the whole artifact, for `from: "{{inputs.artifacts.x}}"` in a steps/dag template
+                if let Ok(json) = serde_json::to_string(a) {
+                    v.insert(format!("inputs.artifacts.{}", a.name), json);
+                }
             }
         }
         v.insert("node.name", node.name.clone());
