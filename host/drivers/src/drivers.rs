@@ -16,6 +16,7 @@ use weft_engine::runtime::{
     StepRequest,
 };
 
+use crate::artifacts::{LocalRepository, Repository, stage};
 use crate::config::{Grants, PluginConfig, PluginInfo, PluginKind, PluginSource};
 use crate::error::DriverLoadError;
 use crate::host::{self, Capabilities};
@@ -38,14 +39,32 @@ pub struct DriverOptions {
     pub memory_limit_bytes: usize,
     /// Keep step directories after a step is released (debugging).
     pub keep_step_dirs: bool,
+    /// The default artifact repository: every key-only artifact location
+    /// (and every default output key) is in it.
+    pub artifact_repository: RepositoryOptions,
+}
+
+/// Where the default artifact repository is (only the local directory kind in this version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryOptions {
+    /// A directory on the host; keys are paths below it.
+    Local { path: PathBuf },
 }
 
 impl DriverOptions {
     /// Defaults: 2 s CPU per call, 256 MiB of memory, no configured plugins.
+    /// The artifact repository defaults to `artifacts/` beside `work_dir`
+    /// (`$WEFT_HOME/artifacts` for the CLI's `$WEFT_HOME/steps`).
     pub fn new(cache_dir: impl Into<PathBuf>, work_dir: impl Into<PathBuf>) -> Self {
+        let work_dir: PathBuf = work_dir.into();
+        let artifacts = work_dir
+            .parent()
+            .map(|p| p.join("artifacts"))
+            .unwrap_or_else(|| work_dir.join("artifacts"));
         DriverOptions {
             cache_dir: cache_dir.into(),
-            work_dir: work_dir.into(),
+            artifact_repository: RepositoryOptions::Local { path: artifacts },
+            work_dir,
             plugins: Vec::new(),
             cpu_budget: Duration::from_secs(2),
             memory_limit_bytes: 256 << 20,
@@ -79,6 +98,8 @@ struct Inner {
     /// One permit per pooled instance: a call waits for a free slot instead of
     /// failing when more steps start at once than the pool holds (a wide DAG).
     slots: tokio::sync::Semaphore,
+    /// The default artifact repository.
+    repo: Arc<dyn Repository>,
 }
 
 impl Drop for Inner {
@@ -254,6 +275,9 @@ impl Drivers {
                 cpu_budget: opts.cpu_budget,
                 memory_limit: opts.memory_limit_bytes,
                 slots: tokio::sync::Semaphore::new(runtime::POOL_INSTANCES as usize),
+                repo: match &opts.artifact_repository {
+                    RepositoryOptions::Local { path } => Arc::new(LocalRepository::new(path)),
+                },
             }),
         })
     }
@@ -458,19 +482,149 @@ fn to_poll(r: PollResult) -> DriverPoll {
     }
 }
 
+/// A step whose artifacts the drivers layer moves: its plugin runs it in the
+/// process sandbox (granted `process`), and its template has artifacts.
+struct ArtifactStep {
+    step: StepKey,
+    inputs: bool,
+    outputs: bool,
+}
+
+impl Drivers {
+    fn artifact_step(&self, req: &StepRequest) -> Option<ArtifactStep> {
+        let p = self.inner.plugins.get(&req.driver)?;
+        if !p.grants.process {
+            return None;
+        }
+        let inputs = stage::has_inputs(&req.template);
+        let outputs = stage::has_outputs(&req.template);
+        (inputs || outputs).then(|| ArtifactStep {
+            step: StepKey {
+                workflow_uid: req.workflow_uid.clone(),
+                node_id: req.node_id.clone(),
+                attempt: req.attempt,
+            },
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Place the input artifacts in the step's root (created now, before the
+    /// plugin spawns into it).
+    async fn place_inputs(&self, req: &StepRequest, step: &StepKey) -> Result<(), String> {
+        let dir = self.inner.caps.processes.step_dir(step);
+        let repo = self.inner.repo.clone();
+        let template = req.template.clone();
+        let t0 = Instant::now();
+        let r = tokio::task::spawn_blocking(move || {
+            let root = dir.join("root");
+            crate::sandbox::manager::prepare_root(&root, &[], "/")
+                .map_err(|e| format!("preparing the step root: {e}"))?;
+            let scratch = dir.join("artifacts-in");
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+            let r = stage::place_inputs(repo.as_ref(), &template, &root, &scratch);
+            let _ = std::fs::remove_dir_all(&scratch);
+            r
+        })
+        .await
+        .map_err(|e| format!("placing input artifacts: {e}"))?;
+        tracing::debug!(workflow = %req.workflow, node_id = %req.node_id, ok = r.is_ok(),
+            elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "input artifacts placed");
+        r
+    }
+
+    /// Save the output artifacts (and `main.log`) of a finished step into the
+    /// outcome; a missing non-optional artifact turns a success into `Error`.
+    async fn save_outputs(&self, req: &StepRequest, step: &StepKey, out: &mut StepOutcome) {
+        let dir = self.inner.caps.processes.step_dir(step);
+        let repo = self.inner.repo.clone();
+        let template = req.template.clone();
+        let t0 = Instant::now();
+        let saved = tokio::task::spawn_blocking(move || {
+            stage::save_outputs(
+                repo.as_ref(),
+                &template,
+                &dir.join("root"),
+                &dir.join("main.log"),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| stage::Saved {
+            artifacts: Vec::new(),
+            error: Some(format!("saving output artifacts: {e}")),
+        });
+        tracing::debug!(workflow = %req.workflow, node_id = %req.node_id,
+            saved = saved.artifacts.len(), error = ?saved.error,
+            elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "output artifacts saved");
+        out.artifacts.extend(saved.artifacts);
+        if let Some(e) = saved.error {
+            if out.phase == OutcomePhase::Succeeded {
+                out.phase = OutcomePhase::Error;
+                out.message = Some(e);
+            } else {
+                tracing::warn!(workflow = %req.workflow, node_id = %req.node_id, "{e}");
+            }
+        }
+    }
+
+    /// After a start/poll call: save outputs of a finished step, end the hold.
+    async fn finish_call(
+        &self,
+        req: &StepRequest,
+        art: Option<ArtifactStep>,
+        r: Result<Option<PollResult>, DriverError>,
+    ) -> Result<DriverPoll, DriverError> {
+        let r = r.map(|r| to_poll(r.expect("start and poll return a poll result")));
+        let Some(art) = art else { return r };
+        let mut r = r;
+        let done = !matches!(r, Ok(DriverPoll::Pending { .. }));
+        if art.outputs
+            && let Ok(DriverPoll::Done(out)) = &mut r
+        {
+            self.save_outputs(req, &art.step, out).await;
+        }
+        if done {
+            self.inner.caps.processes.unhold(&art.step);
+        }
+        r
+    }
+}
+
 #[async_trait]
 impl StepDriver for Drivers {
     async fn start(&self, req: &StepRequest) -> Result<DriverPoll, DriverError> {
-        let r = self.call(req, Op::Start).await?;
-        Ok(to_poll(r.expect("start returns a poll result")))
+        let art = self.artifact_step(req);
+        if let Some(a) = &art {
+            let procs = &self.inner.caps.processes;
+            // a repeated start adopts the running process: its inputs are in place
+            let adopting = procs.has_step(&a.step);
+            if a.outputs {
+                procs.hold(&a.step, stage::log_key(&req.template).is_some());
+            }
+            if a.inputs
+                && !adopting
+                && let Err(msg) = self.place_inputs(req, &a.step).await
+            {
+                procs.unhold(&a.step);
+                return Ok(DriverPoll::Done(StepOutcome::error(msg)));
+            }
+        }
+        let r = self.call(req, Op::Start).await;
+        self.finish_call(req, art, r).await
     }
 
     async fn poll(&self, req: &StepRequest, state: &[u8]) -> Result<DriverPoll, DriverError> {
-        let r = self.call(req, Op::Poll(state)).await?;
-        Ok(to_poll(r.expect("poll returns a poll result")))
+        let art = self.artifact_step(req);
+        let r = self.call(req, Op::Poll(state)).await;
+        self.finish_call(req, art, r).await
     }
 
     async fn cancel(&self, req: &StepRequest, state: &[u8]) -> Result<(), DriverError> {
-        self.call(req, Op::Cancel(state)).await.map(|_| ())
+        let r = self.call(req, Op::Cancel(state)).await.map(|_| ());
+        if let Some(a) = self.artifact_step(req) {
+            self.inner.caps.processes.unhold(&a.step);
+        }
+        r
     }
 }

@@ -80,7 +80,14 @@ pub struct ProcessManager {
     logs: Arc<dyn LogSink>,
     notifier: Arc<dyn EventNotifier>,
     table: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Step directories kept past `release` until the drivers layer has saved
+    /// the step's output artifacts ([`ProcessManager::hold`]); the value says
+    /// whether the main process's log is also written to `<step dir>/main.log`.
+    held: Mutex<HashMap<PathBuf, bool>>,
 }
+
+/// A step's log lines for `archiveLogs`, shared by its stdout and stderr pumps.
+type LogFile = Arc<Mutex<std::io::BufWriter<std::fs::File>>>;
 
 /// Keep ids and directory names to a safe alphabet.
 fn sanitize(s: &str) -> String {
@@ -135,6 +142,46 @@ impl ProcessManager {
             logs,
             notifier,
             table: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `<work_dir>/<wf-uid>/<node-id>-<attempt>`: the step's directory; its
+    /// private root is `root/` inside it.
+    pub fn step_dir(&self, step: &StepKey) -> PathBuf {
+        self.work_dir
+            .join(sanitize(&step.workflow_uid))
+            .join(format!("{}-{}", sanitize(&step.node_id), step.attempt))
+    }
+
+    /// Whether any process of `step` is in the table (running or not yet released).
+    pub fn has_step(&self, step: &StepKey) -> bool {
+        let prefix = Self::process_id(step, "");
+        self.table
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with(&prefix))
+    }
+
+    /// Keep the step's directory when its processes are released, until
+    /// [`unhold`](Self::unhold); with `logs`, the `main` process's output is
+    /// also written to `<step dir>/main.log`.
+    pub fn hold(&self, step: &StepKey, logs: bool) {
+        self.held.lock().unwrap().insert(self.step_dir(step), logs);
+    }
+
+    /// End a [`hold`](Self::hold): the directory is deleted now if no process
+    /// of the step is left (else when the last one is released).
+    pub fn unhold(&self, step: &StepKey) {
+        let dir = self.step_dir(step);
+        if self.held.lock().unwrap().remove(&dir).is_none() || self.has_step(step) {
+            return;
+        }
+        if !self.keep_dirs {
+            std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(dir);
+            });
         }
     }
 
@@ -171,10 +218,7 @@ impl ProcessManager {
         if spec.argv.is_empty() {
             return Err(ProcessError::Invalid("empty argv".into()));
         }
-        let step_dir = self
-            .work_dir
-            .join(sanitize(&step.workflow_uid))
-            .join(format!("{}-{}", sanitize(&step.node_id), step.attempt));
+        let step_dir = self.step_dir(step);
         let root = step_dir.join("root");
         let working_dir = spec.working_dir.clone().unwrap_or_else(|| "/".into());
         let prep = {
@@ -194,6 +238,11 @@ impl ProcessManager {
             working_dir,
             hostname: sanitize(&step.node_id),
         };
+        let log_file = (spec.name == "main"
+            && self.held.lock().unwrap().get(&step_dir) == Some(&true))
+        .then(|| std::fs::File::create(step_dir.join("main.log")).ok())
+        .flatten()
+        .map(|f| Arc::new(Mutex::new(std::io::BufWriter::new(f))));
         let spawned = self.spawner.spawn(req).await;
         let entry = Arc::new(Entry {
             step_dir,
@@ -221,7 +270,7 @@ impl ProcessManager {
                 Err(ProcessError::Failed(msg))
             }
             Ok(s) => {
-                self.watch(id.clone(), step.clone(), entry, s.child);
+                self.watch(id.clone(), step.clone(), entry, s.child, log_file);
                 Ok(id)
             }
         }
@@ -234,6 +283,7 @@ impl ProcessManager {
         step: StepKey,
         entry: Arc<Entry>,
         mut child: SandboxChild,
+        log_file: Option<LogFile>,
     ) {
         let this = Arc::downgrade(self);
         let stdout = child
@@ -253,10 +303,19 @@ impl ProcessManager {
                 step.clone(),
                 logs.clone(),
                 Some(entry.clone()),
+                log_file.clone(),
             ))
         });
-        let err_task = stderr
-            .map(|s| tokio::spawn(pump(s, LogStream::Stderr, step.clone(), logs.clone(), None)));
+        let err_task = stderr.map(|s| {
+            tokio::spawn(pump(
+                s,
+                LogStream::Stderr,
+                step.clone(),
+                logs.clone(),
+                None,
+                log_file,
+            ))
+        });
         let pid = child.id() as i32;
         tokio::spawn(async move {
             let status = tokio::task::spawn_blocking(move || child.wait()).await;
@@ -376,7 +435,7 @@ impl ProcessManager {
             }
         }
         self.table.lock().unwrap().remove(id);
-        if !self.keep_dirs {
+        if !self.keep_dirs && !self.held.lock().unwrap().contains_key(&e.step_dir) {
             let dir = e.step_dir.clone();
             std::thread::spawn(move || {
                 let _ = std::fs::remove_dir_all(dir);
@@ -428,7 +487,9 @@ async fn pump(
     step: StepKey,
     logs: Arc<dyn LogSink>,
     tail: Option<Arc<Entry>>,
+    log_file: Option<LogFile>,
 ) {
+    use std::io::Write;
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -444,6 +505,12 @@ async fn pump(
             t.drain(..over);
         }
         let line = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned();
+        if let Some(f) = &log_file {
+            let mut f = f.lock().unwrap();
+            let _ = f
+                .write_all(line.as_bytes())
+                .and_then(|_| f.write_all(b"\n"));
+        }
         logs.append(LogLine {
             workflow_uid: step.workflow_uid.clone(),
             node_id: step.node_id.clone(),
@@ -452,5 +519,8 @@ async fn pump(
             ts_ms: now_ms(),
             line,
         });
+    }
+    if let Some(f) = &log_file {
+        let _ = f.lock().unwrap().flush();
     }
 }
