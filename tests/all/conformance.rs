@@ -1,6 +1,7 @@
-//! Argo conformance: every `role: workflow` file of class A and A+ in
+//! Argo conformance: every `role: workflow` file of class A, A+ and B in
 //! ../shared/conformance/argo runs on the embedded engine with the local
-//! process driver, after the `support` files are stored.
+//! process driver, after the `support` files are stored. Class B (artifacts)
+//! uses the default repository: the local directory `<home>/artifacts`.
 //!
 //! Pass: the final phase equals `expected_phase` where one is set; otherwise
 //! the workflow reaches Succeeded or Failed (not Error, not a hang).
@@ -73,7 +74,7 @@ fn argo_conformance() {
         // Support files first, as Argo's own suite does.
         for e in manifest
             .iter()
-            .filter(|e| e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+")))
+            .filter(|e| e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B")))
         {
             let file = root.join(e["file"].as_str().unwrap());
             let objs = read_objects(&file)
@@ -91,7 +92,7 @@ fn argo_conformance() {
         let mut results: BTreeMap<String, (bool, String)> = BTreeMap::new();
         for e in manifest
             .iter()
-            .filter(|e| e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+")))
+            .filter(|e| e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B")))
         {
             let rel = e["file"].as_str().unwrap().to_string();
             let expected = e["expected_phase"].as_str().map(str::to_string);

@@ -75,6 +75,29 @@ pub struct TokenConfig {
     pub role: String,
 }
 
+/// `[artifacts]`: artifact repositories.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArtifactsSection {
+    /// `[artifacts.default]`: the repository of every key-only artifact and
+    /// every output without a location (Argo's default artifact repository).
+    pub default: RepositorySection,
+}
+
+/// One artifact repository: exactly one kind (only `local` in this version).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepositorySection {
+    pub local: Option<LocalRepositorySection>,
+}
+
+/// `local = { path = "…" }`: a host directory (relative: to weft.toml's directory).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRepositorySection {
+    pub path: PathBuf,
+}
+
 /// The whole `weft.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,6 +110,7 @@ pub struct FileConfig {
     /// Semaphore limits: `"<namespace>/<configmap>/<key>" = n`.
     pub semaphores: HashMap<String, u32>,
     pub server: ServerSection,
+    pub artifacts: ArtifactsSection,
 }
 
 /// Effective configuration.
@@ -103,6 +127,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     pub semaphores: HashMap<String, u32>,
     pub server: ServerSection,
+    /// The default artifact repository's directory (`<home>/artifacts` unless configured).
+    pub artifact_dir: PathBuf,
 }
 
 fn default_home() -> PathBuf {
@@ -187,6 +213,15 @@ impl Config {
                 }
             }
         }
+        let artifact_dir = match &file.artifacts.default.local {
+            Some(l) if l.path.is_relative() => path
+                .as_ref()
+                .and_then(|p| p.parent())
+                .map(|d| d.join(&l.path))
+                .unwrap_or_else(|| l.path.clone()),
+            Some(l) => l.path.clone(),
+            None => home.join("artifacts"),
+        };
         let cache_dir = std::env::var_os("WEFT_CACHE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("cache"));
@@ -201,6 +236,7 @@ impl Config {
             plugins,
             semaphores: file.semaphores,
             server: file.server,
+            artifact_dir,
         })
     }
 

@@ -1,0 +1,259 @@
+//! Artifacts through the default local repository (`$WEFT_HOME/artifacts`),
+//! driven by `weft run` on small workflow files.
+
+use serde_json::Value;
+
+use super::support::*;
+
+/// Run `yaml` and return (exit code, the workflow JSON).
+fn run(home: &Home, name: &str, yaml: &str) -> (Option<i32>, Value) {
+    let f = home.file(name, yaml);
+    let out = home.run(&["run", f.to_str().unwrap(), "-o", "json"]);
+    let code = out.status.code();
+    assert!(code != Some(2), "invalid input: {}", stderr(&out));
+    (code, json(&out))
+}
+
+/// The node whose displayName is `step`.
+fn node<'a>(wf: &'a Value, step: &str) -> &'a Value {
+    wf["status"]["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|n| n["displayName"] == step)
+        .unwrap_or_else(|| panic!("no node {step}: {wf:#}"))
+}
+
+fn logs(home: &Home, wf: &Value) -> String {
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    stdout(&home.run(&["logs", name]))
+}
+
+const PASS: &str = r#"kind: Workflow
+metadata: {generateName: pass-}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - name: make
+        template: make
+    - - name: use
+        template: use
+        arguments:
+          artifacts:
+          - {name: file, from: "{{steps.make.outputs.artifacts.file}}"}
+          - {name: dir, from: "{{steps.make.outputs.artifacts.dir}}"}
+          - {name: raw, from: "{{steps.make.outputs.artifacts.raw}}"}
+          - {name: rawdir, from: "{{steps.make.outputs.artifacts.rawdir}}"}
+          - {name: one, from: "{{steps.make.outputs.artifacts.rawdir}}", subPath: sub/b.txt}
+  - name: make
+    container:
+      image: alpine
+      command: [sh, -c, 'mkdir -p /out/d/sub && echo file-content > /out/f.txt && echo A > /out/d/a.txt && echo B > /out/d/sub/b.txt']
+    outputs:
+      artifacts:
+      - {name: file, path: /out/f.txt}
+      - {name: dir, path: /out/d}
+      - {name: raw, path: /out/f.txt, archive: {none: {}}}
+      - {name: rawdir, path: /out/d, archive: {none: {}}}
+      - {name: maybe, path: /out/missing, optional: true}
+  - name: use
+    inputs:
+      artifacts:
+      - {name: file, path: /in/file}
+      - {name: dir, path: /in/dir}
+      - {name: raw, path: /in/raw}
+      - {name: rawdir, path: /in/rawdir}
+      - {name: one, path: /in/one}
+    container:
+      image: alpine
+      command: [sh, -c, 'echo "file=$(cat /in/file) a=$(cat /in/dir/a.txt) b=$(cat /in/dir/sub/b.txt) raw=$(cat /in/raw) rawdir=$(cat /in/rawdir/sub/b.txt) one=$(cat /in/one)"']
+"#;
+
+#[test]
+fn file_and_directory_artifacts_pass_between_steps() {
+    let home = Home::new();
+    let (code, wf) = run(&home, "pass.yaml", PASS);
+    assert_eq!(code, Some(0), "{wf:#}");
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    let make = node(&wf, "make");
+    let arts = make["outputs"]["artifacts"].as_array().unwrap();
+    // optional and missing: no artifact, no failure
+    let names: Vec<&str> = arts.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["file", "dir", "raw", "rawdir"], "{arts:#?}");
+    // Argo's key-only location and default keys: <wf>/<pod>/<name>.tgz, or the basename with archive none
+    let key = |i: usize| arts[i]["s3"]["key"].as_str().unwrap().to_string();
+    let pod = key(0).split('/').nth(1).unwrap().to_string();
+    assert_eq!(key(0), format!("{name}/{pod}/file.tgz"));
+    assert_eq!(key(2), format!("{name}/{pod}/f.txt"));
+    assert_eq!(key(3), format!("{name}/{pod}/d"));
+    let repo = home.path().join("artifacts");
+    // archive none stores the raw file / the files under the key prefix
+    assert_eq!(
+        std::fs::read_to_string(repo.join(key(2))).unwrap(),
+        "file-content\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join(key(3)).join("sub/b.txt")).unwrap(),
+        "B\n"
+    );
+    // the default archive is tar+gzip
+    let tgz = std::fs::read(repo.join(key(0))).unwrap();
+    assert_eq!(&tgz[..2], &[0x1f, 0x8b]);
+    let out = node(&wf, "use")["outputs"]["result"].as_str().unwrap();
+    assert_eq!(
+        out,
+        "file=file-content a=A b=B raw=file-content rawdir=B one=B"
+    );
+}
+
+#[test]
+fn missing_non_optional_output_fails_naming_artifact_and_repository() {
+    let home = Home::new();
+    let (code, wf) = run(
+        &home,
+        "missing.yaml",
+        r#"kind: Workflow
+metadata: {generateName: missing-}
+spec:
+  entrypoint: m
+  templates:
+  - name: m
+    container: {image: alpine, command: [sh, -c, 'true']}
+    outputs:
+      artifacts:
+      - {name: report, path: /tmp/report.txt}
+"#,
+    );
+    assert_eq!(code, Some(1));
+    let msg = node(&wf, &wf["metadata"]["name"].as_str().unwrap().to_string())["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("'report'") && msg.contains("local repository"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn dotdot_keys_are_rejected() {
+    let home = Home::new();
+    let (code, wf) = run(
+        &home,
+        "dotdot.yaml",
+        r#"kind: Workflow
+metadata: {generateName: dotdot-}
+spec:
+  entrypoint: m
+  templates:
+  - name: m
+    container: {image: alpine, command: [sh, -c, 'echo x > /tmp/x']}
+    outputs:
+      artifacts:
+      - {name: x, path: /tmp/x, s3: {key: ../../escaped}}
+"#,
+    );
+    assert_eq!(code, Some(1));
+    let name = wf["metadata"]["name"].as_str().unwrap().to_string();
+    let msg = node(&wf, &name)["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("'..' is not allowed"), "{msg}");
+    assert!(!home.path().join("escaped").exists());
+}
+
+/// A one-entry ustar archive with a raw (unchecked) member name, gzip'd by the
+/// system's `gzip` (no tar library needed in this test binary).
+fn evil_tgz(name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = h.to_vec();
+    tar.extend_from_slice(data);
+    tar.resize(512 + data.len().div_ceil(512) * 512 + 1024, 0);
+    let mut gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    use std::io::Write;
+    gz.stdin.take().unwrap().write_all(&tar).unwrap();
+    gz.wait_with_output().unwrap().stdout
+}
+
+#[test]
+fn a_malicious_tar_is_rejected() {
+    let home = Home::new();
+    // a gzip'd tar whose one entry climbs out with `..`, put in the repository by hand
+    let repo = home.path().join("artifacts");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("evil.tgz"),
+        evil_tgz(b"../../../pwned.txt", b"pwned\n"),
+    )
+    .unwrap();
+    let (code, wf) = run(
+        &home,
+        "evil.yaml",
+        r#"kind: Workflow
+metadata: {generateName: evil-}
+spec:
+  entrypoint: m
+  templates:
+  - name: m
+    inputs:
+      artifacts:
+      - {name: evil, path: /tmp/in, s3: {key: evil.tgz}}
+    container: {image: alpine, command: [sh, -c, 'cat /tmp/in']}
+"#,
+    );
+    assert_eq!(code, Some(1));
+    let name = wf["metadata"]["name"].as_str().unwrap().to_string();
+    let msg = node(&wf, &name)["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'evil'") && msg.contains("escapes its directory"),
+        "{msg}"
+    );
+    assert!(!home.path().join("pwned.txt").exists());
+}
+
+#[test]
+fn archive_logs_saves_main_log() {
+    let home = Home::new();
+    let (code, wf) = run(
+        &home,
+        "logs.yaml",
+        r#"kind: Workflow
+metadata: {generateName: logs-}
+spec:
+  archiveLogs: true
+  entrypoint: m
+  templates:
+  - name: m
+    container: {image: alpine, command: [sh, -c, 'echo to-stdout; echo to-stderr >&2']}
+"#,
+    );
+    assert_eq!(code, Some(0), "{wf:#}");
+    let name = wf["metadata"]["name"].as_str().unwrap().to_string();
+    let arts = &node(&wf, &name)["outputs"]["artifacts"];
+    assert_eq!(arts[0]["name"], "main-logs", "{arts:#}");
+    let key = arts[0]["s3"]["key"].as_str().unwrap();
+    assert!(key.starts_with(&format!("{name}/")) && key.ends_with("/main.log"));
+    let log = std::fs::read_to_string(home.path().join("artifacts").join(key)).unwrap();
+    assert!(
+        log.contains("to-stdout") && log.contains("to-stderr"),
+        "{log}"
+    );
+    assert!(logs(&home, &wf).contains("to-stdout"));
+}
