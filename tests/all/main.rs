@@ -9,4 +9,5 @@ mod bench;
 mod cli;
 mod conformance;
 mod crash;
+mod replicas;
 mod support;

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use weft_drivers::{DriverOptions, Drivers};
 use weft_engine::machine::Event;
-use weft_engine::runtime::{Engine, EngineOptions, StateStore, TemplateRecord};
+use weft_engine::runtime::{Engine, EngineOptions, ReplicaOptions, StateStore, TemplateRecord};
 use weft_store::{Durability, Store, StoreOptions};
 
 use crate::config::Config;
@@ -39,6 +39,22 @@ pub struct Running {
     pub drivers: Drivers,
     locks: Arc<Mutex<HashMap<String, File>>>,
     lock_dir: PathBuf,
+    /// Lease mode (PostgreSQL): several replicas, on any machines, share the
+    /// store; a workflow belongs to the replica holding its lease in the store.
+    replica: Option<ReplicaOptions>,
+    store: Store,
+}
+
+/// A replica id unique across machines and restarts: `<host>-<pid>-<random>`.
+fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "weft".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 impl App {
@@ -87,9 +103,21 @@ impl App {
         let drivers = Drivers::new(dopts, self.store.log_sink(), notifier)
             .await
             .context("loading plugins")?;
+        // PostgreSQL may be shared by engines on several machines, where lock
+        // files mean nothing: ownership is a lease in the store. SQLite is one
+        // machine's: ownership is a lock file the kernel drops when we die.
+        let replica = self
+            .config
+            .store_url
+            .starts_with("postgres")
+            .then(|| ReplicaOptions {
+                id: replica_id(),
+                lease: self.config.lease,
+            });
         let opts = EngineOptions {
             semaphore_limits: self.config.semaphores.clone(),
             metrics: self.engine_metrics.clone(),
+            replica: replica.clone(),
             ..EngineOptions::default()
         };
         let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);
@@ -100,6 +128,8 @@ impl App {
             drivers,
             locks: Arc::default(),
             lock_dir,
+            replica,
+            store: self.store.clone(),
         };
         running.spawn_control_poller(self.store.clone());
         Ok(running)
@@ -107,8 +137,19 @@ impl App {
 }
 
 impl Running {
-    /// Take the ownership lock of a workflow. False if another process holds it.
-    pub fn own(&self, uid: &str) -> Result<bool> {
+    /// This replica's id in lease mode (PostgreSQL), None with lock files.
+    pub fn replica_id(&self) -> Option<&str> {
+        self.replica.as_ref().map(|r| r.id.as_str())
+    }
+
+    /// Take ownership of a workflow: its lease (PostgreSQL) or its lock file
+    /// (SQLite). False if another live process owns it.
+    pub async fn own(&self, uid: &str) -> Result<bool> {
+        if let Some(r) = &self.replica {
+            let now = now_ms();
+            let until = now + i64::try_from(r.lease.as_millis()).unwrap_or(i64::MAX);
+            return Ok(self.store.acquire_lease(uid, &r.id, now, until).await?);
+        }
         let path = self.lock_dir.join(format!("{uid}.lock"));
         let f = File::options()
             .create(true)
@@ -131,6 +172,7 @@ impl Running {
     fn spawn_control_poller(&self, store: Store) {
         let engine = self.engine.clone();
         let locks = self.locks.clone();
+        let leased = self.replica.is_some();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -144,15 +186,20 @@ impl Running {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string();
-                    if !locks.lock().expect("lock map").contains_key(&uid) {
+                    let name = r
+                        .body
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let mine = if leased {
+                        engine.live_status(&r.namespace, name).await.is_some()
+                    } else {
+                        locks.lock().expect("lock map").contains_key(&uid)
+                    };
+                    if !mine {
                         continue;
                     }
                     if let Some(ev) = control_event(&r.body) {
-                        let name = r
-                            .body
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
                         let _ = engine.control(&r.namespace, name, ev).await;
                     }
                     let _ = store
@@ -225,4 +272,8 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

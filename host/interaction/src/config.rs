@@ -25,6 +25,10 @@ pub struct StoreSection {
     pub url: Option<String>,
     /// `process` (default: survives kill -9) or `power` (fsync'd group commits).
     pub durability: Option<String>,
+    /// PostgreSQL only: how long a replica's lease on a workflow lasts without
+    /// renewal (default 10 s). A dead replica's workflows are adopted by the
+    /// others this long after its last renewal.
+    pub lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +125,9 @@ pub struct Config {
     pub cache_dir: PathBuf,
     pub store_url: String,
     pub power_durability: bool,
+    /// Replica lease length (`[store] lease_seconds`, `WEFT_LEASE_SECONDS`); used
+    /// when the store is PostgreSQL, where several engines may share the work.
+    pub lease: std::time::Duration,
     pub drivers: DriversSection,
     pub log_format: String,
     pub log_level: String,
@@ -191,6 +198,20 @@ impl Config {
                 });
             }
         };
+        let mut lease_seconds = file.store.lease_seconds.unwrap_or(10);
+        if let Ok(v) = std::env::var("WEFT_LEASE_SECONDS") {
+            lease_seconds = v.parse().map_err(|_| ConfigError::Env {
+                name: "WEFT_LEASE_SECONDS".into(),
+                message: format!("{v:?} is not a whole number of seconds"),
+            })?;
+        }
+        if lease_seconds == 0 {
+            return Err(ConfigError::Env {
+                name: "lease_seconds".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let lease = std::time::Duration::from_secs(lease_seconds);
         let log_format = std::env::var("WEFT_LOG_FORMAT")
             .ok()
             .or(file.log.format.clone())
@@ -230,6 +251,7 @@ impl Config {
             home,
             store_url,
             power_durability,
+            lease,
             drivers: file.drivers,
             log_format,
             log_level,

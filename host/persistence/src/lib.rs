@@ -167,7 +167,21 @@ fn now_ms() -> i64 {
 impl StateStore for Store {
     #[instrument(skip_all, err(level = "debug"), fields(uid = %wf.uid, namespace = %wf.namespace, name = %wf.name))]
     async fn create_workflow(&self, wf: &WorkflowRecord) -> Result<(), StoreError> {
-        Ok(self.inner.db.create_workflow(wf).await?)
+        Ok(self.inner.db.create_workflow(wf, None).await?)
+    }
+
+    #[instrument(skip_all, err(level = "debug"), fields(uid = %wf.uid, namespace = %wf.namespace, name = %wf.name, owner))]
+    async fn create_workflow_leased(
+        &self,
+        wf: &WorkflowRecord,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        Ok(self
+            .inner
+            .db
+            .create_workflow(wf, Some((owner, until_ms)))
+            .await?)
     }
 
     #[instrument(skip_all, err, fields(

@@ -262,10 +262,15 @@ fn labels_match(labels: &Map<String, Value>, required: &[(String, String)]) -> b
 }
 
 impl Db {
-    pub(crate) async fn create_workflow(&self, wf: &WorkflowRecord) -> Result<(), Error> {
+    /// Insert a workflow row, leased to `lease.0` until `lease.1` when given.
+    pub(crate) async fn create_workflow(
+        &self,
+        wf: &WorkflowRecord,
+        lease: Option<(&str, i64)>,
+    ) -> Result<(), Error> {
         const SQL: &str = "INSERT INTO workflows (uid, namespace, name, phase, created_ms, started_ms, \
-             finished_ms, message, labels, workflow, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+             finished_ms, message, labels, workflow, status, lease_owner, lease_expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
         const OP: &str = "create_workflow: insert into workflows";
         let workflow = JsonText::of(&wf.workflow, OP)?;
         let status = JsonText::of(&wf.status, OP)?;
@@ -282,6 +287,8 @@ impl Db {
                 .bind(Json(&wf.labels))
                 .bind(workflow)
                 .bind(status)
+                .bind(lease.map(|l| l.0))
+                .bind(lease.map(|l| l.1))
                 .execute(pool)
                 .await
                 .ctx(OP)

@@ -46,7 +46,7 @@ impl Driver for Local {
         PluginMetadata {
             name: "local".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "runs container and script templates as sandboxed host processes".into(),
+            description: "runs container, script and containerSet templates as sandboxed host processes".into(),
         }
     }
 

@@ -96,8 +96,14 @@ fn entrypoint(image: &str) -> Option<Entrypoint> {
     }
 }
 
-/// Plan a container or script template. `Err` is the step's Error message.
+/// Where a containerSet's runner script goes.
+pub const CONTAINER_SET_RUNNER: &str = "/.weft/container-set.sh";
+
+/// Plan a container, script or containerSet template. `Err` is the step's Error message.
 pub fn plan(template: &Value) -> Result<Plan, String> {
+    if let Some(set) = template.get("containerSet") {
+        return plan_container_set(set);
+    }
     let (c, is_script) = if let Some(s) = template.get("script") {
         (s, true)
     } else if let Some(c) = template.get("container") {
@@ -196,6 +202,101 @@ pub fn plan(template: &Value) -> Result<Plan, String> {
     })
 }
 
+/// A `containerSet`: its containers run one after another in the same private
+/// filesystem (Argo's containers share the pod's volumes), in dependency order
+/// (declaration order among independent ones). The first failing container
+/// fails the step with its exit code; later ones do not run.
+///
+/// Sequential rather than parallel: one process tree per step keeps the
+/// driver's state, cancellation and `outputs.result` as for a container.
+fn plan_container_set(set: &Value) -> Result<Plan, String> {
+    let containers = set
+        .get("containers")
+        .and_then(|c| c.as_array())
+        .filter(|c| !c.is_empty())
+        .ok_or("containerSet.containers: at least one container is required")?;
+    let names: Vec<String> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| format!("containerSet.containers[{i}].name is required"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(containers.len());
+    for (i, c) in containers.iter().enumerate() {
+        let mut d = Vec::new();
+        for dep in strings(c.get("dependencies")) {
+            let j = names.iter().position(|n| *n == dep).ok_or_else(|| {
+                format!(
+                    "containerSet.containers[{i}] ({}): dependency '{dep}' is not a container of this set",
+                    names[i]
+                )
+            })?;
+            d.push(j);
+        }
+        deps.push(d);
+    }
+    // Kahn's algorithm, stable in declaration order.
+    let mut done = vec![false; containers.len()];
+    let mut order = Vec::with_capacity(containers.len());
+    while order.len() < containers.len() {
+        let next = (0..containers.len())
+            .find(|&i| !done[i] && deps[i].iter().all(|&j| done[j]))
+            .ok_or("containerSet: the containers' dependencies form a cycle")?;
+        done[next] = true;
+        order.push(next);
+    }
+    let mut files: Vec<File> = Vec::new();
+    let mut script =
+        String::from("#!/bin/sh\n# weft: a containerSet, one container after another\n");
+    for i in order {
+        let c = plan(&serde_json::json!({ "container": containers[i] }))
+            .map_err(|e| format!("containerSet container '{}': {e}", names[i]))?;
+        for f in c.files {
+            if !files.iter().any(|g| g.path == f.path) {
+                files.push(f);
+            }
+        }
+        let mut line = String::from("(");
+        if let Some(wd) = &c.working_dir {
+            line.push_str(&format!("cd {} && ", sh_quote(wd)));
+        }
+        line.push_str("exec env -i");
+        for (k, v) in &c.env {
+            line.push(' ');
+            line.push_str(&sh_quote(&format!("{k}={v}")));
+        }
+        for a in &c.argv {
+            line.push(' ');
+            line.push_str(&sh_quote(a));
+        }
+        line.push_str(") || exit $?\n");
+        script.push_str(&line);
+    }
+    files.push(File {
+        path: CONTAINER_SET_RUNNER.into(),
+        contents: script.into_bytes(),
+        mode: 0o755,
+    });
+    Ok(Plan {
+        argv: vec!["/bin/sh".into(), CONTAINER_SET_RUNNER.into()],
+        env: vec![
+            ("PATH".into(), DEFAULT_PATH.into()),
+            ("HOME".into(), "/root".into()),
+        ],
+        working_dir: None,
+        files,
+    })
+}
+
+/// `s` as one POSIX shell word.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +352,46 @@ mod tests {
     fn unknown_image_without_command_is_an_error() {
         let e = plan(&json!({"container": {"image": "example.com/mystery:1"}})).unwrap_err();
         assert!(e.contains("cannot be emulated locally"), "{e}");
+    }
+
+    #[test]
+    fn container_set_runs_in_dependency_order() {
+        let t = json!({"containerSet": {"containers": [
+            {"name": "d", "image": "argoproj/argosay:v2", "dependencies": ["b", "c"]},
+            {"name": "b", "image": "alpine", "command": ["sh", "-c", "echo it's b"], "dependencies": ["a"]},
+            {"name": "c", "image": "argoproj/argosay:v2", "dependencies": ["a"]},
+            {"name": "a", "image": "argoproj/argosay:v2", "env": [{"name": "X", "value": "1"}]},
+        ]}});
+        let p = plan(&t).unwrap();
+        assert_eq!(p.argv, ["/bin/sh", CONTAINER_SET_RUNNER]);
+        let runner = p
+            .files
+            .iter()
+            .find(|f| f.path == CONTAINER_SET_RUNNER)
+            .unwrap();
+        let text = String::from_utf8(runner.contents.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('(')).collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].contains("'X=1'") && lines[0].ends_with("'/argosay') || exit $?"));
+        assert!(lines[1].contains("'echo it'\\''s b'"), "{}", lines[1]);
+        assert!(lines[2].ends_with("'/argosay') || exit $?"));
+        assert!(p.files.iter().any(|f| f.path == "/argosay"));
+    }
+
+    #[test]
+    fn container_set_errors_name_the_container() {
+        let cycle = json!({"containerSet": {"containers": [
+            {"name": "a", "image": "alpine", "dependencies": ["b"]},
+            {"name": "b", "image": "alpine", "dependencies": ["a"]},
+        ]}});
+        assert!(plan(&cycle).unwrap_err().contains("cycle"));
+        let unknown = json!({"containerSet": {"containers": [
+            {"name": "a", "image": "alpine", "dependencies": ["zz"]},
+        ]}});
+        assert!(plan(&unknown).unwrap_err().contains("'zz'"));
+        let mystery =
+            json!({"containerSet": {"containers": [{"name": "m", "image": "example.com/x"}]}});
+        assert!(plan(&mystery).unwrap_err().contains("container 'm'"));
     }
 
     #[test]

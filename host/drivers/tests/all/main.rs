@@ -5,3 +5,10 @@ mod local;
 mod measure;
 mod robustness;
 mod support;
+
+/// The local plugin's pure planning rules (`plugins/local/src/plan.rs`), compiled
+/// for the host so that their unit tests run here: the plugin crate itself is a
+/// Wasm component and cannot be tested on the host.
+#[allow(dead_code)]
+#[path = "../../../../plugins/local/src/plan.rs"]
+mod local_plan;

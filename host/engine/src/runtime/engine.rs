@@ -674,7 +674,15 @@ impl Owner {
             status: serde_json::to_value(machine.state())
                 .map_err(|e| EngineError::Invalid(e.to_string()))?,
         };
-        self.store.create_workflow(&rec).await?;
+        match &self.opts.replica {
+            Some(r) => {
+                let until = now + i64::try_from(r.lease.as_millis()).unwrap_or(i64::MAX);
+                self.store
+                    .create_workflow_leased(&rec, &r.id, until)
+                    .await?
+            }
+            None => self.store.create_workflow(&rec).await?,
+        }
         self.by_name
             .insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
         self.machines.insert(uid.clone(), machine);

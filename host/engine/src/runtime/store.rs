@@ -117,6 +117,14 @@ pub struct MemoEntry {
 pub trait StateStore: Send + Sync {
     /// Insert a new workflow row. `AlreadyExists` if the name is taken.
     async fn create_workflow(&self, wf: &WorkflowRecord) -> Result<(), StoreError>;
+    /// Insert a new workflow row already leased to `owner` until `until_ms`, in the
+    /// same statement, so no other replica can claim it in between.
+    async fn create_workflow_leased(
+        &self,
+        wf: &WorkflowRecord,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Apply one batch atomically.
     async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
     /// A workflow and all its nodes.

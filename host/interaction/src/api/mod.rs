@@ -84,9 +84,10 @@ impl ApiState {
     }
 
     /// Take the ownership lock of a workflow this server runs.
-    pub fn own(&self, uid: &str) -> ApiResult<bool> {
+    pub async fn own(&self, uid: &str) -> ApiResult<bool> {
         self.running
             .own(uid)
+            .await
             .map_err(|e| ApiError::Internal(format!("ownership lock of {uid}: {e}")))
     }
 
@@ -104,7 +105,7 @@ impl ApiState {
         if self.engine.live_status(ns, name).await.is_some() {
             return Ok(Located::Here(rec.uid));
         }
-        if self.own(&rec.uid)? {
+        if self.own(&rec.uid).await? {
             self.engine.adopt(ns, name).await?;
             return Ok(Located::Here(rec.uid));
         }

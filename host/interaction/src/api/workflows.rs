@@ -104,7 +104,7 @@ pub async fn submit_value(state: &ApiState, wf: Value, dry_run: bool) -> ApiResu
     }
     let ns = typed.namespace().to_string();
     let rec = state.engine.submit(typed).await?;
-    state.own(&rec.uid)?;
+    state.own(&rec.uid).await?;
     state.metrics.submitted.inc();
     load(&state.store, &ns, &rec.name).await
 }

@@ -196,7 +196,7 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
                 ) => Invalid(m).into(),
                 other => other.into(),
             })?;
-        running.own(&rec.uid)?;
+        running.own(&rec.uid).await?;
         let phase = progress::watch(
             &running.engine,
             &app.store,
@@ -247,7 +247,7 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
         return Ok(exit_code(Phase::parse(&rec.phase).unwrap_or(Phase::Error)));
     }
     let running = app.start().await?;
-    if !running.own(&rec.uid)? {
+    if !running.own(&rec.uid).await? {
         send_control(&app.store, ns, &args.name, &rec.uid, body).await?;
         println!(
             "workflow {} is run by another weft process; resume requested",
@@ -290,7 +290,7 @@ pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) 
     }
     let body = json!({"action": action});
     let running = app.start().await?;
-    if !running.own(&rec.uid)? {
+    if !running.own(&rec.uid).await? {
         send_control(&app.store, ns, &args.name, &rec.uid, body).await?;
         println!(
             "workflow {} is run by another weft process; {action} requested",

@@ -725,3 +725,67 @@ pub async fn commit_to_unknown_workflow_rolls_back(h: &Harness) {
     assert!(nodes.is_empty());
     let _: Value = loaded.status;
 }
+
+/// Replicas: a leased workflow is not claimable until its lease expires; a fenced
+/// commit by a replica that lost the lease fails whole with `LeaseLost`; only
+/// unfinished workflows are claimed.
+pub async fn leases_claim_renew_expire_and_fence(h: &Harness) {
+    let store = &h.store;
+    store
+        .create_workflow_leased(&workflow("u1", "ns", "leased", 1), "a", 1_000)
+        .await
+        .unwrap();
+    store
+        .create_workflow(&workflow("u2", "ns", "free", 2))
+        .await
+        .unwrap();
+    let mut done = workflow("u3", "ns", "done", 3);
+    done.phase = "Succeeded".into();
+    store.create_workflow(&done).await.unwrap();
+
+    // At t=500 only the unleased, unfinished one is claimable.
+    let names = |v: Vec<(String, String, String)>| v.into_iter().map(|t| t.2).collect::<Vec<_>>();
+    assert_eq!(names(store.claimable(500, 10).await.unwrap()), ["free"]);
+    assert!(!store.acquire_lease("u1", "b", 500, 2_000).await.unwrap());
+    assert!(store.acquire_lease("u2", "b", 500, 2_000).await.unwrap());
+    assert!(!store.acquire_lease("u3", "b", 500, 2_000).await.unwrap());
+    // a's lease expires at 1000; b claims it at 1500.
+    assert_eq!(names(store.claimable(1_500, 10).await.unwrap()), ["leased"]);
+    assert!(store.acquire_lease("u1", "b", 1_500, 3_000).await.unwrap());
+    let mut owned = store.renew_leases("b", 4_000).await.unwrap();
+    owned.sort();
+    assert_eq!(owned, ["u1", "u2"]);
+    assert!(store.renew_leases("a", 4_000).await.unwrap().is_empty());
+
+    // a wakes up and tries to commit: fenced, nothing written.
+    let mut stale = workflow("u1", "ns", "leased", 1);
+    stale.phase = "Failed".into();
+    let res = store
+        .commit(CommitBatch {
+            owner: Some("a".into()),
+            workflows: vec![stale],
+            nodes: nodes_for("u1", 0..3, "Failed"),
+        })
+        .await;
+    assert!(
+        matches!(&res, Err(StoreError::LeaseLost { uid }) if uid == "u1"),
+        "{res:?}"
+    );
+    let (loaded, nodes) = store.load_workflow("ns", "leased").await.unwrap().unwrap();
+    assert_eq!(loaded.phase, "Pending");
+    assert!(nodes.is_empty());
+    // b's fenced commit goes through.
+    let mut fresh = workflow("u1", "ns", "leased", 1);
+    fresh.phase = "Running".into();
+    store
+        .commit(CommitBatch {
+            owner: Some("b".into()),
+            workflows: vec![fresh],
+            nodes: nodes_for("u1", 0..3, "Running"),
+        })
+        .await
+        .unwrap();
+    // Released: claimable again at once.
+    store.release_lease("u2", "b").await.unwrap();
+    assert_eq!(names(store.claimable(1_600, 10).await.unwrap()), ["free"]);
+}

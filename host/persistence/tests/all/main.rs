@@ -48,6 +48,7 @@ on_both_backends!(
     logs_through_sink_and_flush,
     failed_commit_rolls_back_entirely,
     commit_to_unknown_workflow_rolls_back,
+    leases_claim_renew_expire_and_fence,
 );
 
 mod sqlite_only {

@@ -1,0 +1,349 @@
+//! Scale-out: three `weft server` replicas on one PostgreSQL share 300
+//! workflows through leases; one is killed with SIGKILL mid-way. Every
+//! workflow reaches Succeeded, and a side-effect counter outside weft (an
+//! HTTP server in this test that every step calls at its start and end) shows
+//! that no replica ran another's workflow while that one lived, and that a
+//! dead replica's workflows were continued by exactly one survivor.
+//!
+//! What "no step executed twice" can mean with local processes: a step that
+//! was *running* on the killed replica died with it (`PR_SET_PDEATHSIG`), so
+//! its adopter starts it again — once. A step is never started twice after
+//! the kill, never twice by live replicas, and a workflow that lived only on
+//! survivors has each step started exactly once.
+//!
+//! Needs PostgreSQL (`WEFT_TEST_PG_URL`, default 127.0.0.1:5432/test); skips
+//! with a notice without it, except under `CI=true`, where it must run.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use super::support::*;
+
+const WORKFLOWS: usize = 300;
+const REPLICAS: usize = 3;
+
+/// Hits seen by the counter: (kind "start"/"done", step key, when).
+type Hits = Arc<Mutex<Vec<(String, String, Instant)>>>;
+
+/// A loopback HTTP server that records `GET /<kind>/<key>`.
+fn counter() -> (u16, Hits) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits: Hits = Arc::default();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut parts = path.trim_start_matches('/').splitn(2, '/');
+                let kind = parts.next().unwrap_or_default().to_string();
+                let key = parts.next().unwrap_or_default().to_string();
+                h.lock().unwrap().push((kind, key, Instant::now()));
+                let _ = conn.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            });
+        }
+    });
+    (port, hits)
+}
+
+/// One blocking HTTP/1.0 request: (status, body).
+fn http(method: &str, base: &str, path: &str, body: &Value) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    let body = body.to_string();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_string())
+}
+
+struct Replica {
+    child: Child,
+    url: String,
+    _home: Home,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_replica(store_url: &str) -> Replica {
+    let home = Home::new();
+    let log = std::fs::File::create(home.path().join("server.log")).unwrap();
+    let mut child = home
+        .cmd()
+        .args(["server", "--addr", "127.0.0.1:0"])
+        .env("WEFT_STORE_URL", store_url)
+        .env("WEFT_LEASE_SECONDS", "3")
+        .env("WEFT_LOG", "warn")
+        .env_remove("WEFT_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("weft server starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("weft server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    Replica {
+        child,
+        url,
+        _home: home,
+    }
+}
+
+/// Two sequential steps; each calls the counter at its start and its end.
+fn workflow(name: &str, port: u16) -> Value {
+    let script = format!(
+        "import socket, sys, time\n\
+         def hit(p):\n    \
+             s = socket.create_connection(('127.0.0.1', {port}))\n    \
+             s.sendall(('GET /' + p + ' HTTP/1.0\\r\\n\\r\\n').encode())\n    \
+             s.recv(64)\n    \
+             s.close()\n\
+         k = sys.argv[1]\n\
+         hit('start/' + k)\n\
+         time.sleep(0.5)\n\
+         hit('done/' + k)\n"
+    );
+    json!({"workflow": {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "entrypoint": "main",
+            "templates": [
+                {"name": "main", "steps": [
+                    [{"name": "a", "template": "hit", "arguments": {"parameters": [{"name": "s", "value": "a"}]}}],
+                    [{"name": "b", "template": "hit", "arguments": {"parameters": [{"name": "s", "value": "b"}]}}],
+                ]},
+                {"name": "hit", "inputs": {"parameters": [{"name": "s"}]},
+                 "container": {"image": "python:3", "command": ["python3", "-S", "-c", script, "{{workflow.name}}.{{inputs.parameters.s}}"]}},
+            ],
+        },
+    }})
+}
+
+async fn pg_admin() -> Option<(PgConnection, String)> {
+    let url = std::env::var("WEFT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let connected = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url))
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+    match connected {
+        Ok(c) => Some((c, url)),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL not reachable and CI=true: {e}")
+        }
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: PostgreSQL not reachable ({e}); skipping the replica test"
+            );
+            None
+        }
+    }
+}
+
+async fn phase_counts(db: &mut PgConnection) -> HashMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>("SELECT phase, COUNT(*) FROM workflows GROUP BY phase")
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn three_replicas_share_300_workflows_and_survive_a_kill() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Some((mut admin, url)) = pg_admin().await else {
+            return;
+        };
+        let schema = format!("replicas_{:08x}", rand_u32());
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let mut db = PgConnection::connect(&store_url).await.unwrap();
+
+        let (port, hits) = counter();
+        // The first replica runs the migrations; the others find them done.
+        let mut replicas = vec![start_replica(&store_url)];
+        for _ in 1..REPLICAS {
+            replicas.push(start_replica(&store_url));
+        }
+
+        // Three submitters, one per replica, while the steps run. Replica 0's
+        // submitter holds `gate` across each request, so the kill never lands
+        // mid-request; after the kill it sends its remaining workflows to
+        // replica 1. `on_killed`: the workflows replica 0 accepted.
+        let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+        let gate = Arc::new(Mutex::new(false));
+        let on_killed: Arc<Mutex<std::collections::HashSet<usize>>> = Arc::default();
+        let submitting = Instant::now();
+        let submitters: Vec<_> = (0..REPLICAS)
+            .map(|r| {
+                let (urls, gate, on_killed) = (urls.clone(), gate.clone(), on_killed.clone());
+                std::thread::spawn(move || {
+                    for i in (r..WORKFLOWS).step_by(REPLICAS) {
+                        let wf = workflow(&format!("rep-{i}"), port);
+                        let path = "/api/v1/workflows/default";
+                        let (status, body) = if r == 0 {
+                            let killed = gate.lock().unwrap();
+                            if *killed {
+                                http("POST", &urls[1], path, &wf)
+                            } else {
+                                on_killed.lock().unwrap().insert(i);
+                                http("POST", &urls[0], path, &wf)
+                            }
+                        } else {
+                            http("POST", &urls[r], path, &wf)
+                        };
+                        assert_eq!(status, 200, "submitting rep-{i}: {body}");
+                    }
+                })
+            })
+            .collect();
+
+        // Kill replica 0 once a sixth of all steps are done.
+        let t0 = Instant::now();
+        while hits.lock().unwrap().iter().filter(|h| h.0 == "done").count() < 2 * WORKFLOWS / 6 {
+            assert!(t0.elapsed() < Duration::from_secs(180), "steps are not progressing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let killed_at = {
+            let mut killed = gate.lock().unwrap();
+            // SAFETY: signalling our own child process by its pid.
+            unsafe {
+                libc::kill(replicas[0].child.id() as i32, libc::SIGKILL);
+            }
+            let _ = replicas[0].child.wait();
+            *killed = true;
+            Instant::now()
+        };
+        for s in submitters {
+            s.join().expect("submitter");
+        }
+        let submit_s = submitting.elapsed().as_secs_f64();
+        let on_killed = on_killed.lock().unwrap().clone();
+
+        let t1 = Instant::now();
+        loop {
+            let counts = phase_counts(&mut db).await;
+            if counts.get("Succeeded").copied().unwrap_or(0) == WORKFLOWS as i64 {
+                break;
+            }
+            let unfinished = counts.get("Pending").copied().unwrap_or(0)
+                + counts.get("Running").copied().unwrap_or(0);
+            assert!(
+                unfinished > 0,
+                "every workflow finished but not all Succeeded: {counts:?}"
+            );
+            assert!(
+                t1.elapsed() < Duration::from_secs(240),
+                "not all workflows finished after the kill: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // The side effects.
+        let hits = hits.lock().unwrap().clone();
+        let mut per_step: HashMap<String, Vec<(String, Instant)>> = HashMap::new();
+        for (kind, key, at) in hits {
+            per_step.entry(key).or_default().push((kind, at));
+        }
+        let mut adopted_steps = 0;
+        for i in 0..WORKFLOWS {
+            for s in ["a", "b"] {
+                let key = format!("rep-{i}.{s}");
+                let seen = per_step.get(&key).cloned().unwrap_or_default();
+                let count = |kind: &str, after: Option<bool>| {
+                    seen.iter()
+                        .filter(|(k, at)| {
+                            k == kind && after.is_none_or(|a| (*at > killed_at) == a)
+                        })
+                        .count()
+                };
+                assert!(count("done", None) >= 1, "{key} never completed: {seen:?}");
+                if !on_killed.contains(&i) {
+                    // Lived on a survivor the whole time: exactly once.
+                    assert_eq!(count("start", None), 1, "{key} started {seen:?}");
+                    assert_eq!(count("done", None), 1, "{key} completed {seen:?}");
+                } else {
+                    // The killed replica's: at most once before the kill, at
+                    // most once (by its one adopter) after it.
+                    assert!(count("start", Some(false)) <= 1, "{key}: {seen:?}");
+                    assert!(count("start", Some(true)) <= 1, "{key}: {seen:?}");
+                    assert!(count("done", Some(true)) <= 1, "{key}: {seen:?}");
+                    adopted_steps += count("start", Some(true));
+                }
+            }
+        }
+        assert!(
+            adopted_steps > 0,
+            "the kill came too late: no step of the killed replica ran after it"
+        );
+        eprintln!(
+            "replicas: {WORKFLOWS} workflows submitted in {submit_s:.1} s, {} to the replica killed after {:.1} s, \
+             {adopted_steps} of its steps run by survivors; all Succeeded {:.1} s after it",
+            on_killed.len(),
+            (killed_at - t0).as_secs_f64(),
+            killed_at.elapsed().as_secs_f64()
+        );
+        drop(replicas);
+        db.close().await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id()
+}
