@@ -9,5 +9,6 @@ mod bench;
 mod cli;
 mod conformance;
 mod crash;
+mod cron;
 mod replicas;
 mod support;

@@ -1,7 +1,8 @@
 //! # weft — the interaction layer
 //!
 //! The `weft` binary's library: the CLI ([`cli`]), the Argo Server REST API
-//! that `weft server` serves ([`api`]), configuration ([`config`]), the wiring
+//! that `weft server` serves ([`api`]) with its CronWorkflow scheduler
+//! ([`cron`]), configuration ([`config`]), the wiring
 //! of store, drivers and engine ([`app`]) and the progress display
 //! ([`progress`]). The web UI will live beside them here.
 //!
@@ -12,4 +13,5 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod progress;

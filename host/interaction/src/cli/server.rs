@@ -47,6 +47,7 @@ pub async fn run(config: Config, args: ServerArgs) -> Result<u8> {
         .await
         .map_err(|e| anyhow::anyhow!("applying stored sync limits: {e}"))?;
     let adopted = adopt_unowned(&app, &state).await?;
+    crate::cron::spawn(state.clone()); // schedules CronWorkflows until shutdown
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
