@@ -218,6 +218,7 @@ impl Engine {
             machines: HashMap::new(),
             by_name: HashMap::new(),
             key_waiters: HashMap::new(),
+            in_flight: HashMap::new(),
             fired: HashSet::new(),
             lock_waiters: VecDeque::new(),
             held: HashMap::new(),
@@ -385,6 +386,11 @@ struct Owner {
     by_name: HashMap<(String, String), String>,
     /// Event key → steps to poll when it fires.
     key_waiters: HashMap<String, Vec<(String, String)>>,
+    /// Driver calls under way, by (workflow uid, node id, attempt): at most one
+    /// per step at a time. `true`: a poll was asked for meanwhile (an event and
+    /// the safety-net timer can coincide), so poll again if the call returns
+    /// Pending — never two calls at once, which would race on the step's state.
+    in_flight: HashMap<(String, String, u32), bool>,
     /// Keys that fired before anyone waited on them.
     fired: HashSet<String>,
     /// (uid, node, locks) waiting for locks, in arrival order.
@@ -505,6 +511,10 @@ impl Owner {
                 attempt,
                 result,
             } => {
+                let again = self
+                    .in_flight
+                    .remove(&(uid.clone(), node.clone(), attempt))
+                    .unwrap_or(false);
                 let Some(m) = self.machines.get(&uid) else {
                     return;
                 };
@@ -528,6 +538,9 @@ impl Owner {
                             after,
                             touched,
                         );
+                        if again {
+                            self.schedule_poll(uid.clone(), node.clone(), Duration::ZERO);
+                        }
                         if let Some(key) = event_key {
                             if self.fired.remove(&key) {
                                 self.schedule_poll(uid.clone(), node.clone(), Duration::ZERO);
@@ -898,7 +911,7 @@ impl Owner {
         ))
     }
 
-    fn poll(&self, uid: &str, node: &str) {
+    fn poll(&mut self, uid: &str, node: &str) {
         let Some((req, state)) = self.request(uid, node) else {
             return;
         };
@@ -910,6 +923,12 @@ impl Owner {
         {
             return;
         }
+        let key = (uid.to_string(), node.to_string(), req.attempt);
+        if let Some(again) = self.in_flight.get_mut(&key) {
+            *again = true;
+            return;
+        }
+        self.in_flight.insert(key, false);
         let driver = self.driver.clone();
         let tx = self.tx.clone();
         let uid = uid.to_string();
@@ -960,6 +979,8 @@ impl Owner {
                     let Some((req, _)) = self.request(uid, &node) else {
                         continue;
                     };
+                    self.in_flight
+                        .insert((uid.to_string(), node.clone(), req.attempt), false);
                     let metrics = self.opts.metrics.clone();
                     let driver = self.driver.clone();
                     let tx = self.tx.clone();
