@@ -127,7 +127,7 @@ spec:
 "#,
     );
     assert_eq!(code, Some(1));
-    let msg = node(&wf, &wf["metadata"]["name"].as_str().unwrap().to_string())["message"]
+    let msg = node(&wf, wf["metadata"]["name"].as_str().unwrap())["message"]
         .as_str()
         .unwrap_or_default()
         .to_string();
