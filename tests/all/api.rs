@@ -3,7 +3,6 @@
 //! mode, and by real Argo clients (Hera and the `argo-workflows` Python
 //! client, in a venv under `target/hera-venv`).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,23 +34,7 @@ impl Server {
         if let Some(t) = toml {
             std::fs::write(home.path().join("weft.toml"), t).unwrap();
         }
-        let mut child = home
-            .cmd()
-            .args(["server", "--addr", "127.0.0.1:0"])
-            .env_remove("WEFT_SERVER")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("weft server starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("weft server listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let (child, url) = spawn_server(home.cmd(), Stdio::inherit());
         Server { child, url, home }
     }
 

@@ -8,7 +8,6 @@
 //! causally, never by waiting: sentinel CronWorkflows created after the one
 //! under test prove the loop has finished a whole tick that included it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,23 +33,7 @@ struct Server {
 
 impl Server {
     fn start(home: Home) -> Server {
-        let mut child = home
-            .cmd()
-            .args(["server", "--addr", "127.0.0.1:0"])
-            .env_remove("WEFT_SERVER")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("weft server starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("weft server listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let (child, url) = spawn_server(home.cmd(), Stdio::inherit());
         Server { child, url, home }
     }
 

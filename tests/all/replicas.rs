@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,26 +98,11 @@ impl Drop for Replica {
 fn start_replica(store_url: &str) -> Replica {
     let home = Home::new();
     let log = std::fs::File::create(home.path().join("server.log")).unwrap();
-    let mut child = home
-        .cmd()
-        .args(["server", "--addr", "127.0.0.1:0"])
-        .env("WEFT_STORE_URL", store_url)
+    let mut cmd = home.cmd();
+    cmd.env("WEFT_STORE_URL", store_url)
         .env("WEFT_LEASE_SECONDS", "3")
-        .env("WEFT_LOG", "warn")
-        .env_remove("WEFT_SERVER")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("weft server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("weft server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
+        .env("WEFT_LOG", "warn");
+    let (child, url) = spawn_server(cmd, log.into());
     Replica {
         child,
         url,

@@ -61,3 +61,29 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
+
+/// Start `weft server` on a free loopback port from `cmd` (a [`Home::cmd`] with
+/// any extra environment); the child and the base URL from its first line.
+pub fn spawn_server(
+    mut cmd: std::process::Command,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .args(["server", "--addr", "127.0.0.1:0"])
+        .env_remove("WEFT_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("weft server starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("server's first line");
+    let url = line
+        .trim()
+        .strip_prefix("weft server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (child, url)
+}
