@@ -72,10 +72,9 @@ fn argo_conformance() {
         config.cache_dir = repo().join("target/weft-test-cache");
         let app = App::open(config).await.unwrap();
         // Support files first, as Argo's own suite does.
-        for e in manifest
-            .iter()
-            .filter(|e| e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B")))
-        {
+        for e in manifest.iter().filter(|e| {
+            e["role"] == "support" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B"))
+        }) {
             let file = root.join(e["file"].as_str().unwrap());
             let objs = read_objects(&file)
                 .unwrap_or_else(|err| panic!("support file {}: {err}", file.display()));
@@ -90,10 +89,9 @@ fn argo_conformance() {
         let running = app.start().await.unwrap();
         let mut submitted: Vec<(String, String, Option<String>)> = Vec::new(); // (file, wf name, expected)
         let mut results: BTreeMap<String, (bool, String)> = BTreeMap::new();
-        for e in manifest
-            .iter()
-            .filter(|e| e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B")))
-        {
+        for e in manifest.iter().filter(|e| {
+            e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B"))
+        }) {
             let rel = e["file"].as_str().unwrap().to_string();
             let expected = e["expected_phase"].as_str().map(str::to_string);
             let objs = match read_objects(&root.join(&rel)) {

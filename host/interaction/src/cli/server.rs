@@ -88,7 +88,11 @@ async fn adopt_unowned(app: &App, state: &ApiState) -> Result<usize> {
     };
     let mut n = 0;
     for wf in app.store.list_workflows(&filter).await? {
-        if state.own(&wf.uid).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        if state
+            .own(&wf.uid)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
             match state.engine.adopt(&wf.namespace, &wf.name).await {
                 Ok(()) => n += 1,
                 Err(e) => warn!(workflow = %wf.name, error = %e, "cannot adopt"),
