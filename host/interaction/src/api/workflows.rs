@@ -104,7 +104,11 @@ pub async fn submit_value(state: &ApiState, wf: Value, dry_run: bool) -> ApiResu
     }
     let ns = typed.namespace().to_string();
     let rec = state.engine.submit(typed).await?;
-    state.own(&rec.uid).await?;
+    // A replica's engine inserted the row already leased to itself; with lock
+    // files, take the workflow's lock now.
+    if state.running.replica_id().is_none() {
+        state.own(&rec.uid).await?;
+    }
     state.metrics.submitted.inc();
     load(&state.store, &ns, &rec.name).await
 }
