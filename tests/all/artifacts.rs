@@ -257,3 +257,120 @@ spec:
     );
     assert!(logs(&home, &wf).contains("to-stdout"));
 }
+
+// ------------------------------------------------ S3 as the default repository
+
+/// A home whose weft.toml makes bucket `weft` of `s3` the default repository.
+fn s3_home(s3: &S3Server, secret: &str) -> Home {
+    let home = Home::new();
+    home.file("weft.toml", &s3.toml(secret));
+    home
+}
+
+#[test]
+fn s3_default_repository_passes_file_and_directory_artifacts() {
+    let s3 = S3Server::start();
+    let home = s3_home(&s3, S3_SECRET_KEY);
+    let (code, wf) = run(&home, "pass.yaml", PASS);
+    assert_eq!(code, Some(0), "{wf:#}");
+    let out = node(&wf, "use")["outputs"]["result"].as_str().unwrap();
+    assert_eq!(
+        out,
+        "file=file-content a=A b=B raw=file-content rawdir=B one=B"
+    );
+    // the objects are in the bucket, under the key prefix; nothing went local
+    let arts = node(&wf, "make")["outputs"]["artifacts"]
+        .as_array()
+        .unwrap();
+    let key = |i: usize| arts[i]["s3"]["key"].as_str().unwrap().to_string();
+    let bucket = s3.bucket("weft").join("runs");
+    assert_eq!(
+        &std::fs::read(bucket.join(key(0))).unwrap()[..2],
+        &[0x1f, 0x8b]
+    );
+    assert_eq!(
+        std::fs::read_to_string(bucket.join(key(2))).unwrap(),
+        "file-content\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bucket.join(key(3)).join("sub/b.txt")).unwrap(),
+        "B\n"
+    );
+    assert!(!home.path().join("artifacts").exists());
+}
+
+#[test]
+fn s3_full_location_uses_that_bucket() {
+    let s3 = S3Server::start();
+    std::fs::create_dir(s3.bucket("other")).unwrap();
+    let home = s3_home(&s3, S3_SECRET_KEY);
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: full-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: make, template: make}}
+    - - name: use
+        template: use
+        arguments:
+          artifacts:
+          - {{name: f, from: "{{{{steps.make.outputs.artifacts.f}}}}"}}
+  - name: make
+    container: {{image: alpine, command: [sh, -c, 'echo elsewhere > /tmp/f']}}
+    outputs:
+      artifacts:
+      - {{name: f, path: /tmp/f, archive: {{none: {{}}}}, s3: {{endpoint: "{addr}", insecure: true, bucket: other, key: exact/f.txt}}}}
+  - name: use
+    inputs:
+      artifacts:
+      - {{name: f, path: /in/f}}
+    container: {{image: alpine, command: [sh, -c, 'cat /in/f']}}
+"#,
+        addr = s3.addr
+    );
+    let (code, wf) = run(&home, "full.yaml", &yaml);
+    assert_eq!(code, Some(0), "{wf:#}");
+    assert_eq!(node(&wf, "use")["outputs"]["result"], "elsewhere");
+    assert_eq!(
+        std::fs::read_to_string(s3.bucket("other").join("exact/f.txt")).unwrap(),
+        "elsewhere\n"
+    );
+}
+
+#[test]
+fn s3_wrong_credentials_fail_naming_the_repository_never_the_secret() {
+    let s3 = S3Server::start();
+    let wrong = "not-the-secret-4242424242";
+    let home = s3_home(&s3, wrong);
+    let f = home.file(
+        "creds.yaml",
+        r#"kind: Workflow
+metadata: {generateName: creds-}
+spec:
+  entrypoint: m
+  templates:
+  - name: m
+    container: {image: alpine, command: [sh, -c, 'echo x > /tmp/x']}
+    outputs:
+      artifacts:
+      - {name: x, path: /tmp/x}
+"#,
+    );
+    let out = home.run(&["run", f.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let wf = json(&out);
+    let name = wf["metadata"]["name"].as_str().unwrap().to_string();
+    let msg = node(&wf, &name)["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'x'") && msg.contains("s3://weft/") && msg.contains(&s3.addr.to_string()),
+        "{msg}"
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !all.contains(wrong) && !all.contains(S3_SECRET_KEY),
+        "{all}"
+    );
+}

@@ -1,7 +1,9 @@
 //! Argo conformance: every `role: workflow` file of class A, A+ and B in
 //! ../shared/conformance/argo runs on the embedded engine with the local
 //! process driver, after the `support` files are stored. Class B (artifacts)
-//! uses the default repository: the local directory `<home>/artifacts`.
+//! uses the default repository: the local directory `<home>/artifacts`; a
+//! second test runs the class-B files again with an S3 bucket (the
+//! in-process `s3s-fs` server) as the default repository.
 //!
 //! Pass: the final phase equals `expected_phase` where one is set; otherwise
 //! the workflow reaches Succeeded or Failed (not Error, not a hang).
@@ -28,7 +30,8 @@ use weft_engine::machine::Event;
 use weft_engine::model::{IntOrString, Object, Phase, Workflow, read_objects};
 use weft_engine::runtime::StateStore;
 
-use super::support::repo;
+use super::support::{S3_SECRET_KEY, S3Server, repo};
+use weft_drivers::RepositoryOptions;
 
 const CAP_S: i64 = 90;
 
@@ -55,6 +58,45 @@ fn corpus() -> Option<PathBuf> {
 
 #[test]
 fn argo_conformance() {
+    conformance(&["A", "A+", "B"], None);
+}
+
+/// Class B (artifacts) again, with S3 as the default repository.
+#[test]
+fn argo_conformance_artifacts_on_s3() {
+    let s3 = S3Server::start();
+    conformance(
+        &["B"],
+        Some(RepositoryOptions::S3(
+            s3.options("conformance", S3_SECRET_KEY),
+        )),
+    );
+    // the artifacts really went to the bucket
+    let n = walk(&s3.bucket("weft").join("conformance"));
+    assert!(n > 0, "no objects in the S3 bucket");
+    println!("conformance on S3: {n} objects in the bucket");
+}
+
+fn walk(d: &std::path::Path) -> usize {
+    std::fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Run every workflow file of `classes`; `repository`: the default artifact
+/// repository (`None`: the local directory).
+fn conformance(classes: &[&str], repository: Option<RepositoryOptions>) {
+    let in_classes = |e: &Value| e["cls"].as_str().is_some_and(|c| classes.contains(&c));
     let Some(root) = corpus() else {
         eprintln!("NOTICE: ../shared/conformance/argo not found; skipping the conformance run");
         return;
@@ -66,10 +108,13 @@ fn argo_conformance() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async move {
+    rt.block_on(async {
         let home = tempfile::tempdir().unwrap();
         let mut config = Config::load(None, Some(home.path())).unwrap();
         config.cache_dir = repo().join("target/weft-test-cache");
+        if let Some(r) = repository {
+            config.artifact_repository = r;
+        }
         let app = App::open(config).await.unwrap();
         // Support files first, as Argo's own suite does.
         for e in manifest.iter().filter(|e| {
@@ -89,9 +134,10 @@ fn argo_conformance() {
         let running = app.start().await.unwrap();
         let mut submitted: Vec<(String, String, Option<String>)> = Vec::new(); // (file, wf name, expected)
         let mut results: BTreeMap<String, (bool, String)> = BTreeMap::new();
-        for e in manifest.iter().filter(|e| {
-            e["role"] == "workflow" && matches!(e["cls"].as_str(), Some("A" | "A+" | "B"))
-        }) {
+        for e in manifest
+            .iter()
+            .filter(|e| e["role"] == "workflow" && in_classes(e))
+        {
             let rel = e["file"].as_str().unwrap().to_string();
             let expected = e["expected_phase"].as_str().map(str::to_string);
             let objs = match read_objects(&root.join(&rel)) {

@@ -87,3 +87,89 @@ pub fn spawn_server(
         .to_string();
     (child, url)
 }
+
+/// An S3-compatible server (`s3s-fs`, in-process, on its own runtime thread)
+/// on 127.0.0.1 with one key pair; a bucket is a directory under `dir`. The
+/// bucket `weft` exists. Stops when dropped.
+pub struct S3Server {
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub const S3_ACCESS_KEY: &str = "weft-test-access";
+pub const S3_SECRET_KEY: &str = "weft-test-secret-0123456789";
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("weft")).unwrap();
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs root");
+                let mut b = s3s::service::S3ServiceBuilder::new(fs);
+                b.set_auth(s3s::auth::SimpleAuth::from_single(
+                    S3_ACCESS_KEY,
+                    S3_SECRET_KEY,
+                ));
+                let svc = b.build();
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                let accept = async {
+                    while let Ok((sock, _)) = l.accept().await {
+                        let svc = svc.clone();
+                        tokio::spawn(async move {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        let addr = rx.recv().expect("S3 server starts");
+        S3Server {
+            addr,
+            dir,
+            _stop: stop,
+        }
+    }
+
+    /// The directory of `bucket` (objects are files below it).
+    pub fn bucket(&self, bucket: &str) -> PathBuf {
+        self.dir.path().join(bucket)
+    }
+
+    /// The repository options of bucket `weft` (key prefix `prefix`).
+    pub fn options(&self, prefix: &str, secret: &str) -> weft_drivers::artifacts::S3Options {
+        weft_drivers::artifacts::S3Options {
+            endpoint: Some(self.addr.to_string()),
+            bucket: "weft".into(),
+            key_prefix: prefix.into(),
+            insecure: true,
+            access_key: Some(S3_ACCESS_KEY.into()),
+            secret_key: Some(weft_drivers::artifacts::Secret(secret.into())),
+            ..Default::default()
+        }
+    }
+
+    /// A weft.toml `[artifacts.default]` for bucket `weft`, signing with `secret`.
+    pub fn toml(&self, secret: &str) -> String {
+        format!(
+            "[artifacts.default]\ns3 = {{ endpoint = \"{}\", bucket = \"weft\", insecure = true, key_prefix = \"runs\", access_key = \"{S3_ACCESS_KEY}\", secret_key = \"{secret}\" }}\n",
+            self.addr
+        )
+    }
+}

@@ -16,7 +16,7 @@ use weft_engine::runtime::{
     StepRequest,
 };
 
-use crate::artifacts::{LocalRepository, Repository, stage};
+use crate::artifacts::{Repositories, stage};
 use crate::config::{Grants, PluginConfig, PluginInfo, PluginKind, PluginSource};
 use crate::error::DriverLoadError;
 use crate::host::{self, Capabilities};
@@ -44,12 +44,7 @@ pub struct DriverOptions {
     pub artifact_repository: RepositoryOptions,
 }
 
-/// Where the default artifact repository is (only the local directory kind in this version).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RepositoryOptions {
-    /// A directory on the host; keys are paths below it.
-    Local { path: PathBuf },
-}
+pub use crate::artifacts::RepositoryOptions;
 
 impl DriverOptions {
     /// Defaults: 2 s CPU per call, 256 MiB of memory, no configured plugins.
@@ -98,8 +93,8 @@ struct Inner {
     /// One permit per pooled instance: a call waits for a free slot instead of
     /// failing when more steps start at once than the pool holds (a wide DAG).
     slots: tokio::sync::Semaphore,
-    /// The default artifact repository.
-    repo: Arc<dyn Repository>,
+    /// The default artifact repository, and those full locations name.
+    repos: Arc<Repositories>,
 }
 
 impl Drop for Inner {
@@ -275,9 +270,10 @@ impl Drivers {
                 cpu_budget: opts.cpu_budget,
                 memory_limit: opts.memory_limit_bytes,
                 slots: tokio::sync::Semaphore::new(runtime::POOL_INSTANCES as usize),
-                repo: match &opts.artifact_repository {
-                    RepositoryOptions::Local { path } => Arc::new(LocalRepository::new(path)),
-                },
+                repos: Arc::new(Repositories::from_options(
+                    &opts.artifact_repository,
+                    tokio::runtime::Handle::current(),
+                )?),
             }),
         })
     }
@@ -513,7 +509,7 @@ impl Drivers {
     /// plugin spawns into it).
     async fn place_inputs(&self, req: &StepRequest, step: &StepKey) -> Result<(), String> {
         let dir = self.inner.caps.processes.step_dir(step);
-        let repo = self.inner.repo.clone();
+        let repos = self.inner.repos.clone();
         let template = req.template.clone();
         let t0 = Instant::now();
         let r = tokio::task::spawn_blocking(move || {
@@ -523,7 +519,7 @@ impl Drivers {
             let scratch = dir.join("artifacts-in");
             let _ = std::fs::remove_dir_all(&scratch);
             std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-            let r = stage::place_inputs(repo.as_ref(), &template, &root, &scratch);
+            let r = stage::place_inputs(&repos, &template, &root, &scratch);
             let _ = std::fs::remove_dir_all(&scratch);
             r
         })
@@ -538,16 +534,11 @@ impl Drivers {
     /// outcome; a missing non-optional artifact turns a success into `Error`.
     async fn save_outputs(&self, req: &StepRequest, step: &StepKey, out: &mut StepOutcome) {
         let dir = self.inner.caps.processes.step_dir(step);
-        let repo = self.inner.repo.clone();
+        let repos = self.inner.repos.clone();
         let template = req.template.clone();
         let t0 = Instant::now();
         let saved = tokio::task::spawn_blocking(move || {
-            stage::save_outputs(
-                repo.as_ref(),
-                &template,
-                &dir.join("root"),
-                &dir.join("main.log"),
-            )
+            stage::save_outputs(&repos, &template, &dir.join("root"), &dir.join("main.log"))
         })
         .await
         .unwrap_or_else(|e| stage::Saved {

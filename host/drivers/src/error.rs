@@ -21,6 +21,10 @@ pub enum DriverLoadError {
     /// Two configured plugins share a name.
     #[error("plugin name '{0}' is configured twice")]
     Duplicate(String),
+    /// The configured artifact repository cannot be set up (its message names
+    /// the repository, never a secret).
+    #[error("artifact repository: {0}")]
+    Artifacts(#[from] crate::artifacts::ArtifactError),
     /// The compiled-component cache directory is unusable.
     #[error("component cache {path}: {source}")]
     Cache {

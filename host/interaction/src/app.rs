@@ -97,9 +97,7 @@ impl App {
         dopts.cpu_budget = Duration::from_millis(self.config.drivers.cpu_budget_ms);
         dopts.memory_limit_bytes = self.config.drivers.memory_limit_mb << 20;
         dopts.keep_step_dirs = self.config.drivers.keep_step_dirs;
-        dopts.artifact_repository = weft_drivers::RepositoryOptions::Local {
-            path: self.config.artifact_dir.clone(),
-        };
+        dopts.artifact_repository = self.config.artifact_repository.clone();
         let drivers = Drivers::new(dopts, self.store.log_sink(), notifier)
             .await
             .context("loading plugins")?;

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weft_drivers::PluginConfig;
+use weft_drivers::artifacts::{S3Options, Secret};
+use weft_drivers::{PluginConfig, RepositoryOptions};
 
 /// Errors reading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +89,46 @@ pub struct ArtifactsSection {
     pub default: RepositorySection,
 }
 
-/// One artifact repository: exactly one kind (only `local` in this version).
+/// One artifact repository: exactly one kind, `local` or `s3`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepositorySection {
     pub local: Option<LocalRepositorySection>,
+    pub s3: Option<S3RepositorySection>,
+}
+
+/// `s3 = { endpoint = "…", bucket = "…", … }`: a bucket of any S3-compatible
+/// endpoint (AWS, MinIO, Alibaba OSS's S3-compatible endpoint). The shape of
+/// Argo's `artifactRepository.s3`; Argo's camelCase spellings are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3RepositorySection {
+    /// `host[:port]` as in Argo (scheme from `insecure`), or a URL. Omitted: AWS.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Signing region (default `us-east-1`).
+    pub region: Option<String>,
+    /// Prepended to every key (Argo's `keyFormat` prefix part).
+    #[serde(default, alias = "keyPrefix")]
+    pub key_prefix: String,
+    /// Plain HTTP to a `host[:port]` endpoint.
+    #[serde(default)]
+    pub insecure: bool,
+    /// `https://<bucket>.<endpoint>/…` (required by Alibaba OSS) instead of path style.
+    #[serde(default, alias = "virtualHosted")]
+    pub virtual_hosted: bool,
+    /// Credentials inline…
+    #[serde(alias = "accessKey")]
+    pub access_key: Option<String>,
+    #[serde(alias = "secretKey")]
+    pub secret_key: Option<Secret>,
+    /// …or the names of environment variables holding them (the local
+    /// counterpart of Argo's `accessKeySecret`/`secretKeySecret`). Neither:
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    #[serde(alias = "accessKeyEnv")]
+    pub access_key_env: Option<String>,
+    #[serde(alias = "secretKeyEnv")]
+    pub secret_key_env: Option<String>,
 }
 
 /// `local = { path = "…" }`: a host directory (relative: to weft.toml's directory).
@@ -134,8 +170,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     pub semaphores: HashMap<String, u32>,
     pub server: ServerSection,
-    /// The default artifact repository's directory (`<home>/artifacts` unless configured).
-    pub artifact_dir: PathBuf,
+    /// The default artifact repository (`local` at `<home>/artifacts` unless configured).
+    pub artifact_repository: RepositoryOptions,
 }
 
 fn default_home() -> PathBuf {
@@ -234,15 +270,8 @@ impl Config {
                 }
             }
         }
-        let artifact_dir = match &file.artifacts.default.local {
-            Some(l) if l.path.is_relative() => path
-                .as_ref()
-                .and_then(|p| p.parent())
-                .map(|d| d.join(&l.path))
-                .unwrap_or_else(|| l.path.clone()),
-            Some(l) => l.path.clone(),
-            None => home.join("artifacts"),
-        };
+        let artifact_repository =
+            Self::artifact_repository(&file.artifacts.default, path.as_deref(), &home)?;
         let cache_dir = std::env::var_os("WEFT_CACHE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("cache"));
@@ -258,8 +287,71 @@ impl Config {
             plugins,
             semaphores: file.semaphores,
             server: file.server,
-            artifact_dir,
+            artifact_repository,
         })
+    }
+
+    /// `[artifacts.default]`: a local directory (default `<home>/artifacts`;
+    /// relative paths are to weft.toml's directory) or an S3 bucket.
+    fn artifact_repository(
+        r: &RepositorySection,
+        path: Option<&Path>,
+        home: &Path,
+    ) -> Result<RepositoryOptions, ConfigError> {
+        let file_err = |message: String| ConfigError::File {
+            path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+            message,
+        };
+        match (&r.local, &r.s3) {
+            (Some(_), Some(_)) => Err(file_err(
+                "[artifacts.default]: set one of 'local' and 's3', not both".into(),
+            )),
+            (Some(l), None) => Ok(RepositoryOptions::Local {
+                path: match path.and_then(Path::parent) {
+                    Some(d) if l.path.is_relative() => d.join(&l.path),
+                    _ => l.path.clone(),
+                },
+            }),
+            (None, None) => Ok(RepositoryOptions::Local {
+                path: home.join("artifacts"),
+            }),
+            (None, Some(s)) => {
+                if s.bucket.is_empty() {
+                    return Err(file_err("[artifacts.default] s3: 'bucket' is empty".into()));
+                }
+                let from_env =
+                    |field: &str, var: &Option<String>| -> Result<Option<String>, ConfigError> {
+                        let Some(var) = var else { return Ok(None) };
+                        std::env::var(var).map(Some).map_err(|_| ConfigError::Env {
+                            name: var.clone(),
+                            message: format!("not set ([artifacts.default] s3.{field} names it)"),
+                        })
+                    };
+                let access_key = match from_env("access_key_env", &s.access_key_env)? {
+                    Some(k) => Some(k),
+                    None => s.access_key.clone(),
+                };
+                let secret_key = match from_env("secret_key_env", &s.secret_key_env)? {
+                    Some(k) => Some(Secret(k)),
+                    None => s.secret_key.clone(),
+                };
+                if access_key.is_some() != secret_key.is_some() {
+                    return Err(file_err(
+                        "[artifacts.default] s3: give both the access key and the secret key, or neither (then AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into(),
+                    ));
+                }
+                Ok(RepositoryOptions::S3(S3Options {
+                    endpoint: s.endpoint.clone().filter(|e| !e.is_empty()),
+                    bucket: s.bucket.clone(),
+                    region: s.region.clone(),
+                    key_prefix: s.key_prefix.clone(),
+                    insecure: s.insecure,
+                    virtual_hosted: s.virtual_hosted,
+                    access_key,
+                    secret_key,
+                }))
+            }
+        }
     }
 
     fn read_file(p: &Path, must_exist: bool) -> Result<FileConfig, ConfigError> {
@@ -310,5 +402,37 @@ mod tests {
         assert_eq!(c.drivers.cpu_budget_ms, 5);
         assert_eq!(c.semaphores["default/cm/k"], 3);
         assert!(c.store_url.ends_with("weft.db"));
+    }
+
+    #[test]
+    fn s3_artifact_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weft.toml");
+        std::fs::write(
+            &p,
+            "[artifacts.default]\ns3 = { endpoint = \"127.0.0.1:9000\", bucket = \"art\", insecure = true, key_prefix = \"weft\", access_key = \"AK\", secret_key = \"SECRET\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), Some(dir.path())).unwrap();
+        let RepositoryOptions::S3(o) = &c.artifact_repository else {
+            panic!("{:?}", c.artifact_repository)
+        };
+        assert_eq!(o.bucket, "art");
+        assert_eq!(o.endpoint_url().unwrap(), "http://127.0.0.1:9000");
+        assert_eq!(o.secret_key.as_ref().unwrap().0, "SECRET");
+        assert!(!format!("{c:?}").contains("SECRET"));
+        // unknown keys and two kinds are errors
+        for bad in [
+            "[artifacts.default]\ns3 = { bucket = \"b\", buckit = \"x\" }\n",
+            "[artifacts.default]\nlocal = { path = \"x\" }\ns3 = { bucket = \"b\" }\n",
+            "[artifacts.default]\ns3 = { bucket = \"b\", access_key = \"only\" }\n",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = Config::load(Some(&p), Some(dir.path()))
+                .unwrap_err()
+                .to_string();
+            let expected = ["buckit", "not both", "both the access key"];
+            assert!(expected.iter().any(|x| e.contains(x)), "{e}");
+        }
     }
 }

@@ -9,6 +9,10 @@
 //!   is the set of objects under a key prefix;
 //! - [`LocalRepository`]: the embedded default, a directory on the host
 //!   (`$WEFT_HOME/artifacts`);
+//! - [`S3Repository`]: a bucket of any S3-compatible endpoint (AWS, MinIO,
+//!   Alibaba OSS) through `object_store`, multipart uploads and streamed gets;
+//! - [`Repositories`]: the default repository plus the repositories named by
+//!   artifacts with a full location (`s3: {endpoint, bucket, key}`, `oss: …`);
 //! - [`archive`]: tar+gzip packing and safe unpacking (entries that escape their
 //!   directory are rejected);
 //! - [`stage`]: placing a step's inputs before it starts and saving its outputs
@@ -16,11 +20,15 @@
 
 pub mod archive;
 pub mod local;
+pub mod repos;
+pub mod s3;
 pub mod stage;
 
 use std::io::{Read, Write};
 
 pub use local::LocalRepository;
+pub use repos::{Repositories, RepositoryOptions};
+pub use s3::{S3Options, S3Repository, Secret};
 
 /// Errors of the artifact layer.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +42,10 @@ pub enum ArtifactError {
     /// The location kind is not served by this version (S3 bucket, GCS, …).
     #[error("{0}")]
     Unsupported(String),
+    /// A remote store refused or failed a request (the message never carries
+    /// a secret; callers name `repo` in their context).
+    #[error("{message}")]
+    Store { repo: String, message: String },
     /// Filesystem or stream failure, with what was being done.
     #[error("{what}: {source}")]
     Io {

@@ -13,15 +13,16 @@
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::archive::{is_tgz, pack_tgz, unpack_tgz};
-use super::{ArtifactError, Key, Repository, copy};
+use super::{ArtifactError, Key, Repositories, Repository, copy};
 
-/// Location fields of Argo's `Artifact`, besides `s3` and `raw`, that need a
+/// Location fields of Argo's `Artifact`, besides `s3`, `oss` and `raw`, that need a
 /// backend this version does not have.
-const OTHER_LOCATIONS: &[&str] = &["gcs", "oss", "azure", "http", "git", "hdfs", "artifactory"];
+const OTHER_LOCATIONS: &[&str] = &["gcs", "azure", "http", "git", "hdfs", "artifactory"];
 
 /// Whether a resolved template moves artifacts at all.
 pub fn has_inputs(template: &Value) -> bool {
@@ -58,29 +59,23 @@ fn optional(a: &Value) -> bool {
     a.get("optional").and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// The repository key of a key-only `s3` location; `Ok(None)` if there is no `s3`.
-fn key_of(a: &Value, dir: &str) -> Result<Option<Key>, String> {
+/// The repository and key of an `s3`/`oss` location (key-only: the default
+/// repository; full: that bucket); `Ok(None)` if there is none.
+fn locate(
+    repos: &Repositories,
+    a: &Value,
+    dir: &str,
+) -> Result<Option<(Arc<dyn Repository>, Key)>, String> {
     let name = name_of(a);
     for other in OTHER_LOCATIONS {
         if a.get(*other).is_some() {
             return Err(format!(
-                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only the default repository and raw)"
+                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only S3/OSS, the default repository and raw)"
             ));
         }
     }
-    let Some(s3) = a.get("s3") else {
-        return Ok(None);
-    };
-    if s3.get("bucket").is_some() || s3.get("endpoint").is_some() {
-        return Err(format!(
-            "{dir} artifact '{name}': S3 buckets are not served yet; use a key-only location (s3: {{key: …}}) in the default repository"
-        ));
-    }
-    let Some(k) = s3.get("key").and_then(Value::as_str) else {
-        return Ok(None);
-    };
-    Key::parse(k)
-        .map(Some)
+    repos
+        .locate(a)
         .map_err(|e| format!("{dir} artifact '{name}': {e}"))
 }
 
@@ -120,7 +115,7 @@ fn existing_inside(root: &Path, path: &str) -> Result<Option<PathBuf>, String> {
 /// Place every input artifact of `template` at its `path` under `root`.
 /// `scratch` is an empty directory on the same filesystem (for unpacking).
 pub fn place_inputs(
-    repo: &dyn Repository,
+    repos: &Repositories,
     template: &Value,
     root: &Path,
     scratch: &Path,
@@ -144,7 +139,7 @@ pub fn place_inputs(
                 "input artifact '{name}': 'from: {f}' did not resolve to an artifact"
             ));
         }
-        let Some(key) = key_of(a, "input")? else {
+        let Some((repo, key)) = locate(repos, a, "input")? else {
             if optional(a) {
                 continue;
             }
@@ -159,6 +154,7 @@ pub fn place_inputs(
         let work = scratch.join(i.to_string());
         std::fs::create_dir_all(&work)
             .map_err(|e| format!("input artifact '{name}': {}: {e}", work.display()))?;
+        let repo = repo.as_ref();
         let found = fetch(repo, &key, sub, &work).map_err(|e| {
             format!(
                 "input artifact '{name}': loading key '{key}' from the {}: {e}",
@@ -295,15 +291,10 @@ pub struct Saved {
 
 /// Save every output artifact of `template` from `root`, and `main.log`
 /// (`log_file`) when the template archives logs.
-pub fn save_outputs(
-    repo: &dyn Repository,
-    template: &Value,
-    root: &Path,
-    log_file: &Path,
-) -> Saved {
+pub fn save_outputs(repos: &Repositories, template: &Value, root: &Path, log_file: &Path) -> Saved {
     let mut saved = Saved::default();
     for a in list(template, "/outputs/artifacts") {
-        match save_one(repo, a, root) {
+        match save_one(repos, a, root) {
             Ok(true) => saved.artifacts.push(a.clone()),
             Ok(false) => {}
             Err(e) => {
@@ -312,6 +303,7 @@ pub fn save_outputs(
         }
     }
     if let Some(k) = log_key(template) {
+        let repo = repos.default_repo();
         let r = Key::parse(&k).map_err(|e| e.to_string()).and_then(|key| {
             let Ok(mut f) = File::open(log_file) else {
                 return Ok(false); // the step printed nothing
@@ -338,14 +330,15 @@ pub fn save_outputs(
 }
 
 /// `Ok(false)`: optional and missing.
-fn save_one(repo: &dyn Repository, a: &Value, root: &Path) -> Result<bool, String> {
+fn save_one(repos: &Repositories, a: &Value, root: &Path) -> Result<bool, String> {
     let name = name_of(a);
     let Some(path) = a.get("path").and_then(Value::as_str) else {
         return Err(format!("output artifact '{name}' has no path"));
     };
-    let Some(key) = key_of(a, "output")? else {
+    let Some((repo, key)) = locate(repos, a, "output")? else {
         return Err(format!("output artifact '{name}' has no key"));
     };
+    let repo = repo.as_ref();
     let archive = a.get("archive");
     let none = archive.is_some_and(|x| x.get("none").is_some());
     if archive.is_some_and(|x| x.get("zip").is_some()) {
@@ -421,6 +414,10 @@ mod tests {
     use super::super::archive::tests::evil_tgz;
     use super::*;
 
+    fn r(repo: &LocalRepository) -> Repositories {
+        Repositories::new(Arc::new(repo.clone()), None)
+    }
+
     fn setup() -> (tempfile::TempDir, LocalRepository, PathBuf, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let repo = LocalRepository::new(d.path().join("repo"));
@@ -444,7 +441,7 @@ mod tests {
             {"name": "r", "path": "/out/f.txt", "archive": {"none": {}}, "s3": {"key": "wf/pod/f.txt"}},
             {"name": "o", "path": "/nope", "optional": true, "s3": {"key": "wf/pod/o.tgz"}},
         ]}});
-        let s = save_outputs(&repo, &t, &root, Path::new("/nonexistent"));
+        let s = save_outputs(&r(&repo), &t, &root, Path::new("/nonexistent"));
         assert_eq!(s.error, None);
         assert_eq!(s.artifacts.len(), 4);
         assert_eq!(
@@ -466,7 +463,7 @@ mod tests {
             {"name": "raw", "path": "/in/raw", "raw": {"data": "R"}},
             {"name": "opt", "path": "/in/opt", "optional": true, "s3": {"key": "missing"}},
         ]}});
-        place_inputs(&repo, &t, &root2, &scratch).unwrap();
+        place_inputs(&r(&repo), &t, &root2, &scratch).unwrap();
         let rd = |p: &str| std::fs::read_to_string(root2.join(p)).unwrap();
         assert_eq!(rd("in/f"), "file");
         assert_eq!(rd("in/d/sub/x"), "x");
@@ -482,7 +479,7 @@ mod tests {
         let (_d, repo, root, scratch) = setup();
         let t = json!({"outputs": {"artifacts": [
             {"name": "result", "path": "/nope", "s3": {"key": "k.tgz"}}]}});
-        let e = save_outputs(&repo, &t, &root, Path::new("/x"))
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"))
             .error
             .unwrap();
         assert!(
@@ -491,7 +488,7 @@ mod tests {
         );
         let t = json!({"inputs": {"artifacts": [
             {"name": "in", "path": "/in", "s3": {"key": "nothing/here"}}]}});
-        let e = place_inputs(&repo, &t, &root, &scratch).unwrap_err();
+        let e = place_inputs(&r(&repo), &t, &root, &scratch).unwrap_err();
         assert!(e.contains("'in'") && e.contains("local repository"), "{e}");
     }
 
@@ -501,7 +498,7 @@ mod tests {
         std::fs::write(root.join("f"), "f").unwrap();
         let t = json!({"outputs": {"artifacts": [
             {"name": "a", "path": "/f", "s3": {"key": "../../etc/x"}}]}});
-        let e = save_outputs(&repo, &t, &root, Path::new("/x"))
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"))
             .error
             .unwrap();
         assert!(e.contains("'..' is not allowed"), "{e}");
@@ -509,7 +506,7 @@ mod tests {
         std::fs::write(repo.root().join("evil.tgz"), evil_tgz("../../evil")).unwrap();
         let t = json!({"inputs": {"artifacts": [
             {"name": "a", "path": "/in", "s3": {"key": "evil.tgz"}}]}});
-        let e = place_inputs(&repo, &t, &root, &scratch).unwrap_err();
+        let e = place_inputs(&r(&repo), &t, &root, &scratch).unwrap_err();
         assert!(e.contains("escapes its directory"), "{e}");
     }
 
@@ -519,7 +516,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
         let t = json!({"outputs": {"artifacts": [
             {"name": "a", "path": "/etc-link/hostname", "s3": {"key": "k"}}]}});
-        let e = save_outputs(&repo, &t, &root, Path::new("/x"))
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"))
             .error
             .unwrap();
         assert!(e.contains("outside"), "{e}");
