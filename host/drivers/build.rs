@@ -13,7 +13,12 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Plugins embedded in the binary: (registry name, crate file stem).
-const EMBEDDED: &[(&str, &str)] = &[("local", "weft_plugin_local")];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("local", "weft_plugin_local"),
+    ("http", "weft_plugin_http"),
+];
+/// The example Wasm step, embedded for `weft bench`'s wasm workloads.
+const ARITH_STEP: &str = "weft_step_arith";
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -23,6 +28,7 @@ fn main() {
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
         "plugins/local",
+        "plugins/http",
         "plugins/testing",
         "sdk-guest/Cargo.toml",
         "sdk-guest/src",
@@ -85,6 +91,13 @@ fn main() {
         ));
     }
     src.push_str("];\n");
+    let arith = built.join(format!("{ARITH_STEP}.wasm"));
+    let copy = out.join(format!("{ARITH_STEP}.wasm"));
+    std::fs::copy(&arith, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", arith.display()));
+    src.push_str(&format!(
+        "/// The example step `plugins/testing/arith` (step-component world), for `weft bench`.\npub const ARITH_STEP: &[u8] = include_bytes!({:?});\n",
+        copy.display().to_string()
+    ));
     std::fs::write(out.join("plugins.rs"), src).unwrap();
     println!("cargo:rustc-env=WEFT_TEST_PLUGIN_DIR={}", built.display());
 }

@@ -10,5 +10,6 @@ mod cli;
 mod conformance;
 mod crash;
 mod cron;
+mod plugin_steps;
 mod replicas;
 mod support;

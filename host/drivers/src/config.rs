@@ -55,7 +55,8 @@ pub struct ObjectStoreGrant {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Grants {
-    /// Hosts outbound HTTP may reach (`example.com`, `*.example.com`, `host:port`).
+    /// Hosts outbound HTTP may reach (`example.com`, `*.example.com`, `host:port`;
+    /// `*` is any host).
     pub http_hosts: Vec<String>,
     /// May spawn sandboxed host processes.
     pub process: bool,
@@ -75,8 +76,10 @@ pub struct PluginConfig {
     /// Registry name; `StepRequest.driver` routes by it. A configured plugin
     /// named like an embedded one replaces it.
     pub name: String,
-    /// Path of the component (`.wasm`).
-    pub path: PathBuf,
+    /// Path of the component (`.wasm`). Omitted: `name` must be an embedded
+    /// plugin (`local`, `http`), which then runs with these grants and config.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// Which world it implements.
     #[serde(alias = "world")]
     pub kind: PluginKind,
@@ -141,5 +144,10 @@ mod tests {
             "name = \"x\"\npath = \"x.wasm\"\nkind = \"driver\"\nextra = 1\n",
         );
         assert!(bad.is_err());
+        let regrant: PluginConfig = toml::from_str(
+            "name = \"http\"\nkind = \"driver\"\n[grants]\nhttp_hosts = [\"api.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(regrant.path, None);
     }
 }

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 use weft_bindings::driver::DriverPluginPre;
+use weft_bindings::step::StepComponentPre;
 use weft_bindings::driver::weft::plugin::types::{Outcome, Phase, PollResult, StepContext};
 use weft_engine::runtime::{
     DriverError, DriverPoll, EventNotifier, LogSink, OutcomePhase, StepDriver, StepOutcome,
@@ -23,6 +24,8 @@ use crate::host::{self, Capabilities};
 use crate::runtime::{self, BUDGET_EXCEEDED, CallInfo, HostState, LoadPath, TickerGuard};
 use crate::sandbox::ProcessManager;
 use crate::sandbox::manager::StepKey;
+
+mod wasm_step;
 
 /// Options of the drivers layer (one `*Options` struct per subsystem).
 #[derive(Debug, Clone)]
@@ -68,6 +71,23 @@ impl DriverOptions {
     }
 }
 
+/// Grants of an embedded plugin when weft.toml does not re-grant it: `local`
+/// spawns sandboxed processes; `http` may reach any host, as Argo's http
+/// template can (restrict it with a path-less `[[plugins]] name = "http"`).
+fn embedded_grants(name: &str) -> Grants {
+    match name {
+        "local" => Grants {
+            process: true,
+            ..Grants::default()
+        },
+        "http" => Grants {
+            http_hosts: vec!["*".into()],
+            ..Grants::default()
+        },
+        _ => Grants::default(),
+    }
+}
+
 /// A loaded plugin ready to instantiate.
 struct Plugin {
     info: PluginInfo,
@@ -79,6 +99,8 @@ struct Plugin {
 
 enum Pre {
     Driver(DriverPluginPre<HostState>),
+    /// A user step registered by name (`plugin.wasm.component: NAME`).
+    Step(Arc<StepComponentPre<HostState>>),
     /// Loaded and type-checked against its world; not routable as a driver.
     Other,
 }
@@ -95,6 +117,10 @@ struct Inner {
     slots: tokio::sync::Semaphore,
     /// The default artifact repository, and those full locations name.
     repos: Arc<Repositories>,
+    /// Where compiled components are cached on disk.
+    cache_dir: PathBuf,
+    /// User Wasm steps loaded from files, ready to instantiate.
+    steps: wasm_step::StepCache,
 }
 
 impl Drop for Inner {
@@ -149,12 +175,23 @@ impl Drivers {
             serde_json::Value,
         )> = Vec::new();
         for (name, bytes) in crate::embedded::EMBEDDED {
-            if opts.plugins.iter().any(|p| p.name == *name) {
+            let configured = opts.plugins.iter().find(|p| p.name == *name);
+            if configured.is_some_and(|p| p.path.is_some()) {
                 continue; // replaced by configuration
             }
-            let grants = Grants {
-                process: *name == "local",
-                ..Grants::default()
+            // A path-less `[[plugins]]` entry re-grants (and configures) the embedded plugin.
+            let (grants, config) = match configured {
+                Some(p) if p.kind != PluginKind::Driver => {
+                    return Err(DriverLoadError::Invalid {
+                        name: p.name.clone(),
+                        message: format!(
+                            "the embedded plugin is a driver, not {:?}",
+                            p.kind.world()
+                        ),
+                    });
+                }
+                Some(p) => (p.grants.clone(), p.config.clone()),
+                None => (embedded_grants(name), serde_json::Value::Null),
             };
             specs.push((
                 name.to_string(),
@@ -162,23 +199,32 @@ impl Drivers {
                 bytes.to_vec(),
                 PluginSource::Embedded,
                 grants,
-                serde_json::Value::Null,
+                config,
             ));
         }
         for p in &opts.plugins {
+            let Some(path) = &p.path else {
+                if crate::embedded::EMBEDDED.iter().any(|(n, _)| *n == p.name) {
+                    continue; // handled above
+                }
+                return Err(DriverLoadError::Invalid {
+                    name: p.name.clone(),
+                    message: "no `path`, and no embedded plugin has this name".into(),
+                });
+            };
             if specs.iter().any(|s| s.0 == p.name) {
                 return Err(DriverLoadError::Duplicate(p.name.clone()));
             }
-            let bytes = std::fs::read(&p.path).map_err(|source| DriverLoadError::Read {
+            let bytes = std::fs::read(path).map_err(|source| DriverLoadError::Read {
                 name: p.name.clone(),
-                path: p.path.clone(),
+                path: path.clone(),
                 source,
             })?;
             specs.push((
                 p.name.clone(),
                 p.kind,
                 bytes,
-                PluginSource::Path(p.path.clone()),
+                PluginSource::Path(path.clone()),
                 p.grants.clone(),
                 p.config.clone(),
             ));
@@ -213,10 +259,9 @@ impl Drivers {
             };
             let pre = match kind {
                 PluginKind::Driver => Pre::Driver(DriverPluginPre::new(inst_pre).map_err(invalid)?),
-                PluginKind::Step => {
-                    weft_bindings::step::StepComponentPre::new(inst_pre).map_err(invalid)?;
-                    Pre::Other
-                }
+                PluginKind::Step => Pre::Step(Arc::new(
+                    weft_bindings::step::StepComponentPre::new(inst_pre).map_err(invalid)?,
+                )),
                 PluginKind::Artifact => {
                     weft_bindings::artifact::ArtifactPluginPre::new(inst_pre).map_err(invalid)?;
                     Pre::Other
@@ -274,6 +319,8 @@ impl Drivers {
                     &opts.artifact_repository,
                     tokio::runtime::Handle::current(),
                 )?),
+                cache_dir: opts.cache_dir.clone(),
+                steps: Default::default(),
             }),
         })
     }
@@ -304,7 +351,7 @@ impl Drivers {
         })?;
         match &p.pre {
             Pre::Driver(pre) => Ok((p, pre)),
-            Pre::Other => Err(DriverError::new(format!(
+            Pre::Step(_) | Pre::Other => Err(DriverError::new(format!(
                 "plugin '{name}' implements {}, not a driver",
                 p.info.world
             ))),
@@ -407,7 +454,7 @@ async fn run_op(
 }
 
 /// A clear message for a trapped call: which plugin, what happened, its stderr.
-fn describe_failure(
+pub(crate) fn describe_failure(
     plugin: &str,
     op: &str,
     e: &wasmtime::Error,
@@ -585,6 +632,9 @@ impl Drivers {
 #[async_trait]
 impl StepDriver for Drivers {
     async fn start(&self, req: &StepRequest) -> Result<DriverPoll, DriverError> {
+        if req.driver == wasm_step::DRIVER {
+            return Ok(DriverPoll::Done(self.run_wasm_step(req).await));
+        }
         let art = self.artifact_step(req);
         if let Some(a) = &art {
             let procs = &self.inner.caps.processes;
@@ -606,12 +656,19 @@ impl StepDriver for Drivers {
     }
 
     async fn poll(&self, req: &StepRequest, state: &[u8]) -> Result<DriverPoll, DriverError> {
+        if req.driver == wasm_step::DRIVER {
+            // a Wasm step finishes inside `start`; nothing is pending
+            return Ok(DriverPoll::Done(self.run_wasm_step(req).await));
+        }
         let art = self.artifact_step(req);
         let r = self.call(req, Op::Poll(state)).await;
         self.finish_call(req, art, r).await
     }
 
     async fn cancel(&self, req: &StepRequest, state: &[u8]) -> Result<(), DriverError> {
+        if req.driver == wasm_step::DRIVER {
+            return Ok(());
+        }
         let r = self.call(req, Op::Cancel(state)).await.map(|_| ());
         if let Some(a) = self.artifact_step(req) {
             self.inner.caps.processes.unhold(&a.step);

@@ -265,8 +265,10 @@ impl Config {
         let mut plugins = file.plugins.clone();
         if let Some(dir) = path.as_ref().and_then(|p| p.parent()) {
             for p in &mut plugins {
-                if p.path.is_relative() {
-                    p.path = dir.join(&p.path);
+                if let Some(path) = &mut p.path
+                    && path.is_relative()
+                {
+                    *path = dir.join(&*path);
                 }
             }
         }

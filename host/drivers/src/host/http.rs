@@ -42,9 +42,12 @@ fn split_url(url: &str) -> Result<(&str, String, u16, String), CapabilityError> 
     Ok((scheme, host.to_ascii_lowercase(), port, path))
 }
 
-/// Is `host:port` allowed by the allow-list (`example.com`, `*.example.com`, `host:port`)?
+/// Is `host:port` allowed by the allow-list (`example.com`, `*.example.com`, `host:port`, `*`)?
 pub fn host_allowed(allow: &[String], host: &str, port: u16) -> bool {
     allow.iter().any(|a| {
+        if a == "*" {
+            return true;
+        }
         let a = a.to_ascii_lowercase();
         let (pat, pport) = match a.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse::<u16>().ok()),
@@ -211,5 +214,7 @@ mod tests {
         assert!(!host_allowed(&allow, "127.0.0.1", 8081));
         assert!(!host_allowed(&allow, "evil.com", 80));
         assert_eq!(split_url("http://h:81/x?y").unwrap().1, "h");
+        assert!(host_allowed(&["*".to_string()], "anything.example", 1));
+        assert!(!host_allowed(&[], "anything.example", 1));
     }
 }

@@ -51,7 +51,7 @@ async fn instantiate_and_call_cost() {
     let h = harness_with(|o| {
         o.plugins.push(weft_drivers::PluginConfig {
             name: "misbehave".into(),
-            path: test_plugin("weft_plugin_misbehave"),
+            path: Some(test_plugin("weft_plugin_misbehave")),
             kind: weft_drivers::PluginKind::Driver,
             grants: Default::default(),
             config: serde_json::Value::Null,

@@ -14,7 +14,7 @@ async fn misbehave_harness() -> Harness {
         o.memory_limit_bytes = 32 << 20;
         o.plugins.push(PluginConfig {
             name: "misbehave".into(),
-            path: test_plugin("weft_plugin_misbehave"),
+            path: Some(test_plugin("weft_plugin_misbehave")),
             kind: PluginKind::Driver,
             grants: Default::default(),
             config: serde_json::Value::Null,
