@@ -341,7 +341,9 @@ impl Scratch {
             .env("WEFT_DURABILITY", mode)
             .env_remove("WEFT_CONFIG")
             .env_remove("WEFT_STORE_URL")
-            .env_remove("WEFT_LOG");
+            .env_remove("WEFT_LOG")
+            // wasm workloads name `steps/arith.wasm`, written there by `bench_blocking`
+            .current_dir(&self.dir);
         c
     }
 
@@ -418,7 +420,12 @@ impl Scratch {
             .map(|nodes| {
                 nodes
                     .values()
-                    .filter(|n| n.get("type").and_then(Value::as_str) == Some("Pod"))
+                    .filter(|n| {
+                        matches!(
+                            n.get("type").and_then(Value::as_str),
+                            Some("Pod" | "Plugin")
+                        )
+                    })
                     .map(|n| {
                         n.pointer("/outputs/result")
                             .and_then(Value::as_str)
@@ -600,6 +607,12 @@ fn bench_blocking(args: BenchArgs) -> Result<u8> {
     let exe = std::env::current_exe().context("finding the weft executable")?;
     let dir = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // the example step the wasm workloads name (`component: steps/arith.wasm`)
+    std::fs::create_dir_all(dir.join("steps"))?;
+    std::fs::write(
+        dir.join("steps/arith.wasm"),
+        weft_drivers::embedded::ARITH_STEP,
+    )?;
     let cache = std::env::var_os("WEFT_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.join("cache"));
@@ -652,7 +665,7 @@ fn workloads(args: &BenchArgs, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            Ok((stem, p.clone()))
+            Ok((stem, std::path::absolute(p)?))
         })
         .collect()
 }
