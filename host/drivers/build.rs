@@ -13,10 +13,7 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 /// Plugins embedded in the binary: (registry name, crate file stem).
-const EMBEDDED: &[(&str, &str)] = &[
-    ("local", "weft_plugin_local"),
-    ("http", "weft_plugin_http"),
-];
+const EMBEDDED: &[(&str, &str)] = &[("local", "weft_plugin_local"), ("http", "weft_plugin_http")];
 /// The example Wasm step, embedded for `weft bench`'s wasm workloads.
 const ARITH_STEP: &str = "weft_step_arith";
 

@@ -10,8 +10,8 @@ use tracing::Instrument;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 use weft_bindings::driver::DriverPluginPre;
-use weft_bindings::step::StepComponentPre;
 use weft_bindings::driver::weft::plugin::types::{Outcome, Phase, PollResult, StepContext};
+use weft_bindings::step::StepComponentPre;
 use weft_engine::runtime::{
     DriverError, DriverPoll, EventNotifier, LogSink, OutcomePhase, StepDriver, StepOutcome,
     StepRequest,

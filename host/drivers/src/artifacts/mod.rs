@@ -27,7 +27,7 @@ pub mod stage;
 use std::io::{Read, Write};
 
 pub use local::LocalRepository;
-pub use repos::{Repositories, RepositoryOptions};
+pub use repos::{Located, Repositories, RepositoryOptions};
 pub use s3::{S3Options, S3Repository, Secret};
 
 /// Errors of the artifact layer.

@@ -31,6 +31,9 @@ pub enum RepositoryOptions {
     S3(S3Options),
 }
 
+/// Where an artifact lives: its repository and its key there.
+pub type Located = (Arc<dyn Repository>, Key);
+
 /// The default repository and the ones full locations name.
 pub struct Repositories {
     default: Arc<dyn Repository>,
@@ -81,7 +84,7 @@ impl Repositories {
 
     /// The repository and key of `a`'s `s3` or `oss` location; `Ok(None)`: it
     /// has none (or no key).
-    pub fn locate(&self, a: &Value) -> Result<Option<(Arc<dyn Repository>, Key)>, ArtifactError> {
+    pub fn locate(&self, a: &Value) -> Result<Option<Located>, ArtifactError> {
         for kind in ["s3", "oss"] {
             let Some(loc) = a.get(kind) else { continue };
             let Some(k) = loc.get("key").and_then(Value::as_str) else {

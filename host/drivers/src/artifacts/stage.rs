@@ -13,12 +13,11 @@
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::archive::{is_tgz, pack_tgz, unpack_tgz};
-use super::{ArtifactError, Key, Repositories, Repository, copy};
+use super::{ArtifactError, Key, Located, Repositories, Repository, copy};
 
 /// Location fields of Argo's `Artifact`, besides `s3`, `oss` and `raw`, that need a
 /// backend this version does not have.
@@ -61,11 +60,7 @@ fn optional(a: &Value) -> bool {
 
 /// The repository and key of an `s3`/`oss` location (key-only: the default
 /// repository; full: that bucket); `Ok(None)` if there is none.
-fn locate(
-    repos: &Repositories,
-    a: &Value,
-    dir: &str,
-) -> Result<Option<(Arc<dyn Repository>, Key)>, String> {
+fn locate(repos: &Repositories, a: &Value, dir: &str) -> Result<Option<Located>, String> {
     let name = name_of(a);
     for other in OTHER_LOCATIONS {
         if a.get(*other).is_some() {
@@ -415,7 +410,7 @@ mod tests {
     use super::*;
 
     fn r(repo: &LocalRepository) -> Repositories {
-        Repositories::new(Arc::new(repo.clone()), None)
+        Repositories::new(std::sync::Arc::new(repo.clone()), None)
     }
 
     fn setup() -> (tempfile::TempDir, LocalRepository, PathBuf, PathBuf) {
