@@ -93,3 +93,114 @@ async fn ungranted_capability_is_refused() {
     assert_eq!(o.phase, OutcomePhase::Failed);
     assert!(o.message.unwrap().contains("not granted"));
 }
+
+/// A loopback HTTP server that answers every request with `secret-page` until
+/// dropped with the test; its `host:port`.
+fn tiny_http_server() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nsecret-page",
+            );
+        }
+    });
+    addr
+}
+
+fn probe_with(how: &str, fields: serde_json::Value) -> weft_engine::runtime::StepRequest {
+    let mut t = json!({"misbehave": how});
+    t.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    request(how, "misbehave", t)
+}
+
+async fn probe(h: &Harness, how: &str, fields: serde_json::Value) -> (OutcomePhase, String) {
+    let r = h.drivers.start(&probe_with(how, fields)).await.unwrap();
+    let DriverPoll::Done(o) = r else {
+        panic!("{how}: not done")
+    };
+    let text = o.message.or(o.result).unwrap_or_default();
+    (o.phase, text)
+}
+
+/// Without grants a plugin reaches nothing: no host file, no socket, no
+/// environment variable, no HTTP host, no secret. With grants it reaches
+/// exactly what was granted and nothing beside it.
+#[tokio::test]
+async fn sandbox_denies_what_is_not_granted_and_allows_only_what_is() {
+    let server = tiny_http_server();
+    let other = tiny_http_server();
+    // SAFETY: tests in this binary read WEFT_SECRET_* only through the host's
+    // secrets capability; set before any plugin runs.
+    unsafe {
+        std::env::set_var("WEFT_SECRET_API_TOKEN", "s3cr3t-value");
+        std::env::set_var("WEFT_SECRET_OTHER", "not-for-you");
+    }
+    let denied = misbehave_harness().await;
+    let cases = [
+        ("probe-file", json!({"path": "/etc/hostname"})),
+        ("probe-env", json!({})),
+        ("probe-socket", json!({"addr": server})),
+        ("probe-http", json!({"url": format!("http://{server}/")})),
+        ("probe-secret", json!({"secret": "api.token"})),
+    ];
+    for (how, fields) in &cases {
+        let (phase, text) = probe(&denied, how, fields.clone()).await;
+        assert_eq!(phase, OutcomePhase::Failed, "{how} reached {text:?}");
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("secret-page"),
+            "{how}: {text}"
+        );
+    }
+
+    let granted = harness_with(|o| {
+        o.plugins.push(PluginConfig {
+            name: "misbehave".into(),
+            path: Some(test_plugin("weft_plugin_misbehave")),
+            kind: PluginKind::Driver,
+            grants: weft_drivers::Grants {
+                http_hosts: vec![server.clone()],
+                secrets: vec!["api.token".into()],
+                env: [("GREETING".to_string(), "hi".to_string())].into(),
+                ..Default::default()
+            },
+            config: serde_json::Value::Null,
+        });
+    })
+    .await;
+    let ok = |r: (OutcomePhase, String), want: &str| {
+        assert_eq!(r.0, OutcomePhase::Succeeded, "{}", r.1);
+        assert_eq!(r.1, want);
+    };
+    ok(
+        probe(
+            &granted,
+            "probe-http",
+            json!({"url": format!("http://{server}/")}),
+        )
+        .await,
+        "secret-page",
+    );
+    ok(
+        probe(&granted, "probe-secret", json!({"secret": "api.token"})).await,
+        "s3cr3t-value",
+    );
+    ok(probe(&granted, "probe-env", json!({})).await, "GREETING=hi");
+    // Beside the grants: still nothing.
+    for (how, fields) in [
+        ("probe-http", json!({"url": format!("http://{other}/")})),
+        ("probe-secret", json!({"secret": "other"})),
+        ("probe-socket", json!({"addr": server})),
+        ("probe-file", json!({"path": "/etc/hostname"})),
+    ] {
+        let (phase, text) = probe(&granted, how, fields).await;
+        assert_eq!(phase, OutcomePhase::Failed, "{how} reached {text:?}");
+    }
+}
