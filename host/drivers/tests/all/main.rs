@@ -12,3 +12,9 @@ mod support;
 #[allow(dead_code)]
 #[path = "../../../../plugins/local/src/plan.rs"]
 mod local_plan;
+
+/// The http plugin's pure half (`plugins/http/src/call.rs`: template parsing,
+/// `successCondition`), compiled for the host so its unit tests run here.
+#[allow(dead_code)]
+#[path = "../../../../plugins/http/src/call.rs"]
+mod http_call;
