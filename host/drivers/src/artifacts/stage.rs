@@ -12,12 +12,13 @@
 //! `<workflow>/<pod>/<name>.tgz`, or `<basename>` for `archive: {none: {}}`).
 
 use std::fs::File;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use super::archive::{is_tgz, pack_tgz, unpack_tgz};
 use super::{ArtifactError, Key, Located, Repositories, Repository, copy};
+use crate::sandbox::manager::join_inside;
 
 /// Location fields of Argo's `Artifact`, besides `s3`, `oss` and `raw`, that need a
 /// backend this version does not have.
@@ -72,21 +73,6 @@ fn locate(repos: &Repositories, a: &Value, dir: &str) -> Result<Option<Located>,
     repos
         .locate(a)
         .map_err(|e| format!("{dir} artifact '{name}': {e}"))
-}
-
-/// Join an absolute in-step path onto `root`, rejecting `..`.
-fn join_inside(root: &Path, path: &str) -> Result<PathBuf, String> {
-    let mut out = root.to_path_buf();
-    for c in Path::new(path).components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(p) => out.push(p),
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("path '{path}' escapes the step's filesystem"));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The host path of an existing in-step path, following symlinks only while

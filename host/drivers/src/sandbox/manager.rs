@@ -104,17 +104,16 @@ fn sanitize(s: &str) -> String {
         .to_string()
 }
 
-/// Join an absolute in-sandbox path onto `root`, rejecting `..`.
-fn join_inside(root: &Path, path: &str) -> Result<PathBuf, ProcessError> {
+/// Join an absolute in-step path onto `root`, rejecting `..` (shared with the
+/// artifact staging, which reads and writes the same private roots).
+pub(crate) fn join_inside(root: &Path, path: &str) -> Result<PathBuf, String> {
     let mut out = root.to_path_buf();
     for c in Path::new(path).components() {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(p) => out.push(p),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(ProcessError::Invalid(format!(
-                    "path '{path}' escapes the step root"
-                )));
+                return Err(format!("path '{path}' escapes the step's filesystem"));
             }
         }
     }
@@ -377,7 +376,7 @@ impl ProcessManager {
         max: u64,
     ) -> Result<Option<Vec<u8>>, ProcessError> {
         let e = self.entry(id)?;
-        let joined = join_inside(&e.root, path)?;
+        let joined = join_inside(&e.root, path).map_err(ProcessError::Invalid)?;
         let canon_root = e
             .root
             .canonicalize()
@@ -468,14 +467,14 @@ pub fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::
         }
     }
     for f in files {
-        let p = join_inside(root, &f.path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let p = join_inside(root, &f.path).map_err(std::io::Error::other)?;
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&p, &f.contents)?;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode & 0o7777))?;
     }
-    let wd = join_inside(root, working_dir).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let wd = join_inside(root, working_dir).map_err(std::io::Error::other)?;
     std::fs::create_dir_all(wd)?;
     Ok(())
 }
