@@ -187,6 +187,23 @@ async fn open_sqlite(path: &Path, opts: &StoreOptions) -> Result<Db, Error> {
         .foreign_keys(true)
         .synchronous(synchronous);
 
+    // Two processes opening a new store at once (`weft run` and a `weft get`)
+    // would both apply migration 1 and one would fail: serialize opening with
+    // an exclusive lock on a file beside the database (released on drop).
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".migrate-lock");
+    let migrate_lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|e| {
+            Error::Config(format!(
+                "locking {} for migrations: {e}",
+                Path::new(&lock_path).display()
+            ))
+        })?;
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
@@ -208,6 +225,7 @@ async fn open_sqlite(path: &Path, opts: &StoreOptions) -> Result<Db, Error> {
             backend: "sqlite",
             source,
         })?;
+    drop(migrate_lock);
     let reader = SqlitePoolOptions::new()
         .max_connections(opts.max_connections.max(1))
         .acquire_timeout(ACQUIRE_TIMEOUT)
