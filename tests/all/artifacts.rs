@@ -14,16 +14,6 @@ fn run(home: &Home, name: &str, yaml: &str) -> (Option<i32>, Value) {
     (code, json(&out))
 }
 
-/// The node whose displayName is `step`.
-fn node<'a>(wf: &'a Value, step: &str) -> &'a Value {
-    wf["status"]["nodes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|n| n["displayName"] == step)
-        .unwrap_or_else(|| panic!("no node {step}: {wf:#}"))
-}
-
 fn logs(home: &Home, wf: &Value) -> String {
     let name = wf["metadata"]["name"].as_str().unwrap();
     stdout(&home.run(&["logs", name]))

@@ -71,15 +71,6 @@ fn run_in(home: &Home, cwd: &Path, file: &Path, env: &[(&str, &str)]) -> (Option
     (out.status.code(), json(&out))
 }
 
-fn node<'a>(wf: &'a Value, step: &str) -> &'a Value {
-    wf["status"]["nodes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|n| n["displayName"] == step)
-        .unwrap_or_else(|| panic!("no node {step}: {wf:#}"))
-}
-
 fn http_workflow(port: u16) -> String {
     format!(
         r#"kind: Workflow

@@ -173,3 +173,13 @@ impl S3Server {
         )
     }
 }
+
+/// The node of a Workflow (Argo JSON) whose displayName is `step`.
+pub fn node<'a>(wf: &'a serde_json::Value, step: &str) -> &'a serde_json::Value {
+    wf["status"]["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|n| n["displayName"] == step)
+        .unwrap_or_else(|| panic!("no node {step}: {wf:#}"))
+}
