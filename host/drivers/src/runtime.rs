@@ -5,7 +5,7 @@
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -118,9 +118,14 @@ pub fn load_component(
         source,
     };
     std::fs::create_dir_all(cache_dir).map_err(cache)?;
+    // Unique per process *and* per call: two threads of one process (tests run
+    // in parallel) compiling the same component must not share a temp file, or
+    // the second rename finds it gone.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = cache_dir.join(format!(
-        ".{digest}-{engine_hash}.{}.tmp",
-        std::process::id()
+        ".{digest}-{engine_hash}.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&tmp, &bytes).map_err(cache)?;
     std::fs::rename(&tmp, &path).map_err(cache)?;
