@@ -153,6 +153,27 @@ impl Repository for LocalRepository {
         out.sort();
         Ok(out)
     }
+
+    fn delete(&self, key: &Key) -> Result<(), ArtifactError> {
+        let p = self.path_of(key);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(()),
+            // a directory is no object (its members are deleted by key)
+            Err(_) if p.is_dir() => return Ok(()),
+            Err(e) => return Err(ArtifactError::io(format!("deleting {}", p.display()))(e)),
+        }
+        // Drop the directories the key left empty, up to the repository root.
+        let mut dir = p.parent();
+        while let Some(d) = dir {
+            if d == self.root() || std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +205,14 @@ mod tests {
             .map(|k| k.to_string())
             .collect();
         assert_eq!(l, ["a/b/c/two", "a/b/one"]);
+        // delete_all takes the directory's objects and the empty directories
+        assert_eq!(r.delete_all(&Key::parse("a/b").unwrap()).unwrap(), 2);
+        assert!(r.list(&Key::parse("a/b").unwrap()).unwrap().is_empty());
+        assert!(!d.path().join("a/b").exists());
+        assert!(r.open(&Key::parse("a/x").unwrap()).unwrap().is_some());
+        r.delete(&Key::parse("a/x").unwrap()).unwrap();
+        r.delete(&Key::parse("a/x").unwrap()).unwrap(); // again: no error
+        assert!(!d.path().join("a").exists());
         // an uncommitted writer leaves nothing
         drop(r.create(&Key::parse("gone").unwrap()).unwrap());
         assert!(r.open(&Key::parse("gone").unwrap()).unwrap().is_none());

@@ -123,6 +123,21 @@ pub trait Repository: Send + Sync {
     fn open(&self, key: &Key) -> Result<Option<Box<dyn Read + Send>>, ArtifactError>;
     /// Keys of every object under `prefix/`, sorted.
     fn list(&self, prefix: &Key) -> Result<Vec<Key>, ArtifactError>;
+    /// Remove the object at exactly `key`; a missing object is no error
+    /// (garbage collection retries, and may race another replica).
+    fn delete(&self, key: &Key) -> Result<(), ArtifactError>;
+    /// Remove `key` and every object under `key/` (an artifact saved as a
+    /// directory with `archive: none` is many objects). Returns how many went.
+    fn delete_all(&self, key: &Key) -> Result<usize, ArtifactError> {
+        let mut keys = self.list(key)?;
+        if self.open(key)?.is_some() {
+            keys.push(key.clone());
+        }
+        for k in &keys {
+            self.delete(k)?;
+        }
+        Ok(keys.len())
+    }
 }
 
 /// Copy with a bounded buffer (never the whole stream in memory).

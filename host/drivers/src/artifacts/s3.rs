@@ -365,6 +365,13 @@ impl Repository for S3Repository {
         out.sort();
         Ok(out)
     }
+
+    fn delete(&self, key: &Key) -> Result<(), ArtifactError> {
+        match self.handle.block_on(self.store.delete(&self.path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(format!("deleting '{key}'"), e)),
+        }
+    }
 }
 
 /// An S3-compatible server (`s3s-fs`) in-process on 127.0.0.1, for tests.
@@ -467,6 +474,13 @@ mod tests {
         w.write_all(&big).unwrap();
         drop(w);
         assert!(get(&r, "gone").is_none());
+        // delete: one object, then a "directory"; deleting again is no error
+        r.delete(&Key::parse("a/small").unwrap()).unwrap();
+        r.delete(&Key::parse("a/small").unwrap()).unwrap();
+        assert!(get(&r, "a/small").is_none());
+        assert_eq!(r.delete_all(&Key::parse("a").unwrap()).unwrap(), 1);
+        assert!(r.list(&Key::parse("a").unwrap()).unwrap().is_empty());
+        assert_eq!(get(&r, "other").unwrap(), b"x");
         assert!(
             r.describe().contains("s3://bucket/pre/fix/"),
             "{}",
