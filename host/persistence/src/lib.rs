@@ -66,6 +66,7 @@ mod error;
 mod logs;
 mod options;
 mod queries;
+pub mod scratch;
 
 use std::path::Path;
 use std::sync::Arc;

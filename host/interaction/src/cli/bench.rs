@@ -62,6 +62,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The server benchmarks (`submit`, `restart`) instead of the workloads.
+    #[command(subcommand)]
+    pub server: Option<super::bench_server::ServerBench>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -596,7 +599,10 @@ fn machine() -> Value {
     })
 }
 
-pub async fn bench(args: BenchArgs) -> Result<u8> {
+pub async fn bench(mut args: BenchArgs) -> Result<u8> {
+    if let Some(cmd) = args.server.take() {
+        return super::bench_server::run(cmd, machine()).await;
+    }
     tokio::task::spawn_blocking(move || bench_blocking(args)).await?
 }
 
