@@ -443,14 +443,19 @@ async fn run_op(
     ctx: &StepContext,
     op: &Op<'_>,
 ) -> wasmtime::Result<Result<Option<PollResult>, String>> {
-    let b = pre.instantiate_async(&mut *store).await?;
-    let d = b.weft_plugin_driver();
-    Ok(match op {
-        Op::Start => d.call_start(&mut *store, ctx).await?.map(Some),
-        Op::Poll(s) => d.call_poll(&mut *store, ctx, s).await?.map(Some),
-        Op::Cancel(s) => d.call_cancel(&mut *store, ctx, s).await?.map(|_| None),
-    }
-    .map_err(|e| e.message))
+    // The CPU budget counts the time spent in this future's polls (cpu.rs).
+    let meter = store.data().cpu.clone();
+    crate::cpu::metered(meter, async move {
+        let b = pre.instantiate_async(&mut *store).await?;
+        let d = b.weft_plugin_driver();
+        Ok(match op {
+            Op::Start => d.call_start(&mut *store, ctx).await?.map(Some),
+            Op::Poll(s) => d.call_poll(&mut *store, ctx, s).await?.map(Some),
+            Op::Cancel(s) => d.call_cancel(&mut *store, ctx, s).await?.map(|_| None),
+        }
+        .map_err(|e| e.message))
+    })
+    .await
 }
 
 /// A clear message for a trapped call: which plugin, what happened, its stderr.
@@ -463,7 +468,11 @@ pub(crate) fn describe_failure(
 ) -> String {
     let full = format!("{e:#}");
     let reason = if full.contains(BUDGET_EXCEEDED) {
-        format!("exceeded its CPU budget of {budget:?} per call (runaway loop?)")
+        let used = store.data().cpu.used();
+        format!(
+            "exceeded its CPU budget of {budget:?} per call (used {} ms of CPU; runaway loop?)",
+            used.as_millis()
+        )
     } else if full.contains("growing memory") || full.contains("memory") && full.contains("limit") {
         format!(
             "ran out of memory (limit {} MiB): {}",

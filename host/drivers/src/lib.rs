@@ -27,6 +27,7 @@
 
 pub mod artifacts;
 pub mod config;
+pub mod cpu;
 mod drivers;
 pub mod error;
 pub mod host;

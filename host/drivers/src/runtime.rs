@@ -18,6 +18,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::config::Grants;
+use crate::cpu::CpuMeter;
 use crate::error::DriverLoadError;
 use crate::host::Capabilities;
 use crate::sandbox::manager::StepKey;
@@ -148,7 +149,11 @@ pub struct HostState {
     pub limits: StoreLimits,
     pub call: CallInfo,
     pub caps: Arc<Capabilities>,
-    /// Epoch ticks this call has run.
+    /// CPU time of this call, when it is driven through [`crate::cpu::metered`].
+    pub cpu: Arc<CpuMeter>,
+    pub cpu_budget: Duration,
+    /// Epoch deadlines this call reached: the budget of a call not driven
+    /// through [`crate::cpu::metered`] (then each counts as one tick of CPU).
     pub ticks: u64,
     pub budget_ticks: u64,
     pub stderr: MemoryOutputPipe,
@@ -191,6 +196,8 @@ pub fn new_store(
             .build(),
         call,
         caps,
+        cpu: CpuMeter::new(),
+        cpu_budget,
         ticks: 0,
         budget_ticks: (cpu_budget.as_millis() / TICK.as_millis()).max(1) as u64,
         stderr,
@@ -202,7 +209,12 @@ pub fn new_store(
     store.epoch_deadline_callback(|mut ctx| {
         let s = ctx.data_mut();
         s.ticks += 1;
-        if s.ticks > s.budget_ticks {
+        let over = if s.cpu.is_metered() {
+            s.cpu.used() > s.cpu_budget
+        } else {
+            s.ticks > s.budget_ticks
+        };
+        if over {
             return Err(wasmtime::Error::msg(BUDGET_EXCEEDED));
         }
         Ok(UpdateDeadline::Yield(1))

@@ -199,10 +199,12 @@ impl Drivers {
             node_id = %req.node_id,
             attempt = req.attempt
         );
-        let res = async {
+        // The CPU budget counts the time spent in this future's polls (cpu.rs).
+        let meter = store.data().cpu.clone();
+        let res = crate::cpu::metered(meter, async {
             let b = pre.instantiate_async(&mut store).await?;
             b.weft_plugin_step().call_run(&mut store, &spec.input).await
-        }
+        })
         .instrument(span)
         .await;
         match res {

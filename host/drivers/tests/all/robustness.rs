@@ -86,6 +86,35 @@ async fn runaway_loop_does_not_starve_other_calls() {
 }
 
 #[tokio::test]
+async fn cpu_budget_counts_cpu_not_waiting_turns() {
+    // Six runaway loops share one thread: each runs only one turn in six, and
+    // each turn it is resumed long after its previous epoch deadline. Each must
+    // still get its whole budget of CPU before it is stopped (counting epoch
+    // deadlines instead would stop all six after ~300 ms of wall time in all),
+    // so the six together take at least 6 × the budget of one thread's time.
+    let h = misbehave_harness().await;
+    let t0 = std::time::Instant::now();
+    let loops = (0..6).map(|_| misbehave(&h, "loop"));
+    let results = futures::future::join_all(loops).await;
+    let wall = t0.elapsed();
+    for r in results {
+        let e = r.unwrap_err();
+        assert!(e.contains("CPU budget of 300ms"), "{e}");
+        let used: u64 = e
+            .split("used ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no CPU figure in {e}"));
+        assert!((300..600).contains(&used), "{e}");
+    }
+    assert!(
+        wall >= Duration::from_millis(6 * 300 * 9 / 10),
+        "six loops of 300 ms CPU each finished in {wall:?}: the budget counted waiting"
+    );
+}
+
+#[tokio::test]
 async fn ungranted_capability_is_refused() {
     let h = misbehave_harness().await;
     let r = misbehave(&h, "probe-process").await.unwrap();
