@@ -45,6 +45,9 @@ pub struct DriverOptions {
     /// The default artifact repository: every key-only artifact location
     /// (and every default output key) is in it.
     pub artifact_repository: RepositoryOptions,
+    /// Named repositories (`[artifacts.repositories.NAME]`): key-only
+    /// locations whose `repository` field names one are in it.
+    pub artifact_repositories: std::collections::BTreeMap<String, RepositoryOptions>,
 }
 
 pub use crate::artifacts::RepositoryOptions;
@@ -62,6 +65,7 @@ impl DriverOptions {
         DriverOptions {
             cache_dir: cache_dir.into(),
             artifact_repository: RepositoryOptions::Local { path: artifacts },
+            artifact_repositories: Default::default(),
             work_dir,
             plugins: Vec::new(),
             cpu_budget: Duration::from_secs(2),
@@ -315,8 +319,9 @@ impl Drivers {
                 cpu_budget: opts.cpu_budget,
                 memory_limit: opts.memory_limit_bytes,
                 slots: tokio::sync::Semaphore::new(runtime::POOL_INSTANCES as usize),
-                repos: Arc::new(Repositories::from_options(
+                repos: Arc::new(Repositories::from_config(
                     &opts.artifact_repository,
+                    &opts.artifact_repositories,
                     tokio::runtime::Handle::current(),
                 )?),
                 cache_dir: opts.cache_dir.clone(),

@@ -9,25 +9,39 @@
 //!   is the set of objects under a key prefix;
 //! - [`LocalRepository`]: the embedded default, a directory on the host
 //!   (`$WEFT_HOME/artifacts`);
-//! - [`S3Repository`]: a bucket of any S3-compatible endpoint (AWS, MinIO,
-//!   Alibaba OSS) through `object_store`, multipart uploads and streamed gets;
-//! - [`Repositories`]: the default repository plus the repositories named by
-//!   artifacts with a full location (`s3: {endpoint, bucket, key}`, `oss: …`);
+//! - [`ObjectStoreRepository`]: any `object_store` store (multipart uploads,
+//!   streamed gets, errors naming the repository, secrets scrubbed), built as
+//!   [`s3`] (any S3-compatible endpoint: AWS, MinIO, Alibaba OSS), [`azure`]
+//!   (Azure Blob; tested against Azurite) or [`gcs`] (Google Cloud Storage;
+//!   no emulator works here, so tested through the in-memory store);
+//! - [`Repositories`]: the default repository, the named ones
+//!   (`[artifacts.repositories.NAME]`, for `artifactRepositoryRef`), and the
+//!   repositories named by artifacts with a full location (`s3: {endpoint,
+//!   bucket, key}`, `oss: …`, `azure: {endpoint, container, blob}`, `gcs:
+//!   {bucket, key}`);
 //! - [`archive`]: tar+gzip packing and safe unpacking (entries that escape their
 //!   directory are rejected);
 //! - [`stage`]: placing a step's inputs before it starts and saving its outputs
 //!   (and `main.log` for `archiveLogs`) after it exits.
 
 pub mod archive;
+pub mod azure;
+pub mod gcs;
 pub mod local;
+pub mod objstore;
 pub mod repos;
 pub mod s3;
 pub mod stage;
+#[doc(hidden)]
+pub mod testing;
 
 use std::io::{Read, Write};
 
+pub use azure::{AzureOptions, AzureRepository};
+pub use gcs::{GcsOptions, GcsRepository};
 pub use local::LocalRepository;
-pub use repos::{Located, Repositories, RepositoryOptions};
+pub use objstore::ObjectStoreRepository;
+pub use repos::{Located, REPOSITORY_FIELD, Repositories, RepositoryOptions};
 pub use s3::{S3Options, S3Repository, Secret};
 
 /// Errors of the artifact layer.

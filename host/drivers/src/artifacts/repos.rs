@@ -1,107 +1,189 @@
 //! Which repository an artifact's location is in.
 //!
-//! - no location, or a key-only `s3: {key}` / `oss: {key}`: the **default
-//!   repository** (Argo's "workflow's artifact repository");
-//! - a full location, `s3: {endpoint, bucket, key}` (also `region`,
-//!   `insecure`) or `oss: {endpoint, bucket, key}` (Alibaba OSS through its
-//!   S3-compatible endpoint, virtual-hosted style): that bucket, as an
-//!   [`S3Repository`] with no key prefix, made once and cached. Credentials
-//!   are the default S3 repository's when the endpoint is the same host (for
-//!   AWS: both without an endpoint), otherwise the environment's
-//!   (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`). Argo's per-artifact
-//!   `accessKeySecret`/`secretKeySecret` name Kubernetes secrets, which do not
-//!   exist locally: they are ignored.
+//! - no location, or a key-only one (`s3: {key}`, `oss: {key}`,
+//!   `azure: {blob}`, `gcs: {key}`): the **workflow's repository** (Argo's
+//!   words). That is the repository named by the location's `repository`
+//!   field ([`REPOSITORY_FIELD`], which the engine writes for workflows with
+//!   `spec.artifactRepositoryRef`: a name of `[artifacts.repositories.NAME]`),
+//!   and the **default repository** without one (so locations stored before
+//!   named repositories existed keep working);
+//! - a full location: that bucket or container, with no key prefix, made
+//!   once and cached:
+//!   - `s3: {endpoint, bucket, key}` (also `region`, `insecure`) or
+//!     `oss: {endpoint, bucket, key}` (Alibaba OSS through its S3-compatible
+//!     endpoint, virtual-hosted style): an S3 repository;
+//!   - `azure: {endpoint, container, blob}`: an Azure Blob repository;
+//!   - `gcs: {bucket, key}`: a GCS repository.
+//!
+//!   Credentials are those of a configured repository (default first, then the
+//!   named ones) of the same kind at the same endpoint (S3: same host, for AWS
+//!   both without an endpoint; Azure: same host and account; GCS: same
+//!   endpoint), otherwise the environment's (`AWS_ACCESS_KEY_ID`…,
+//!   `AZURE_STORAGE_ACCOUNT_KEY`…, `GOOGLE_APPLICATION_CREDENTIALS`…). Argo's
+//!   per-artifact `accessKeySecret`/`secretKeySecret`/`accountKeySecret`/
+//!   `serviceAccountKeySecret` name Kubernetes secrets, which do not exist
+//!   locally: they are ignored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::runtime::Handle;
 
-use super::s3::{S3Options, S3Repository};
+use super::azure::AzureOptions;
+use super::gcs::GcsOptions;
+use super::objstore::ObjectStoreRepository;
+use super::s3::S3Options;
 use super::{ArtifactError, Key, LocalRepository, Repository};
 
-/// Where the default artifact repository is.
+/// The field of a key-only location that names the repository it is in
+/// (`{"s3": {"key": "…", "repository": "team-a"}}`); absent: the default.
+pub const REPOSITORY_FIELD: &str = "repository";
+
+/// Where an artifact repository is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepositoryOptions {
     /// A directory on the host; keys are paths below it.
     Local { path: PathBuf },
     /// A bucket (and key prefix) of an S3-compatible endpoint.
     S3(S3Options),
+    /// A container (and blob name prefix) of an Azure storage account.
+    Azure(AzureOptions),
+    /// A GCS bucket (and key prefix).
+    Gcs(GcsOptions),
 }
 
 /// Where an artifact lives: its repository and its key there.
 pub type Located = (Arc<dyn Repository>, Key);
 
-/// The default repository and the ones full locations name.
+/// The default repository, the named ones, and those full locations name.
 pub struct Repositories {
     default: Arc<dyn Repository>,
-    default_s3: Option<S3Options>,
+    /// The options of the default (first) and the named repositories, for
+    /// lending credentials to full locations at the same endpoint.
+    configured: Vec<RepositoryOptions>,
+    named: BTreeMap<String, Arc<dyn Repository>>,
     handle: Option<Handle>,
     others: Mutex<HashMap<String, Arc<dyn Repository>>>,
 }
 
+/// Build the repository `opts` describe; object stores run on `handle`.
+pub fn build(
+    opts: &RepositoryOptions,
+    handle: Handle,
+) -> Result<Arc<dyn Repository>, ArtifactError> {
+    Ok(match opts {
+        RepositoryOptions::Local { path } => Arc::new(LocalRepository::new(path)),
+        RepositoryOptions::S3(o) => Arc::new(ObjectStoreRepository::s3(o, handle)?),
+        RepositoryOptions::Azure(o) => Arc::new(ObjectStoreRepository::azure(o, handle)?),
+        RepositoryOptions::Gcs(o) => Arc::new(ObjectStoreRepository::gcs(o, handle)?),
+    })
+}
+
 impl Repositories {
-    /// Only `default`; full S3 locations need a runtime `handle` to be served.
+    /// Only `default`; full locations need a runtime `handle` to be served.
     pub fn new(default: Arc<dyn Repository>, handle: Option<Handle>) -> Repositories {
         Repositories {
             default,
-            default_s3: None,
+            configured: Vec::new(),
+            named: BTreeMap::new(),
             handle,
             others: Mutex::default(),
         }
     }
 
-    /// The default repository `opts` describe; S3 clients run on `handle`.
+    /// The default repository `opts` describe; object stores run on `handle`.
     pub fn from_options(
         opts: &RepositoryOptions,
         handle: Handle,
     ) -> Result<Repositories, ArtifactError> {
-        match opts {
-            RepositoryOptions::Local { path } => Ok(Repositories::new(
-                Arc::new(LocalRepository::new(path)),
-                Some(handle),
-            )),
-            RepositoryOptions::S3(o) => Repositories::s3(o, handle),
+        Repositories::from_config(opts, &BTreeMap::new(), handle)
+    }
+
+    /// The default repository and the named ones (`[artifacts.repositories.NAME]`).
+    pub fn from_config(
+        default: &RepositoryOptions,
+        named: &BTreeMap<String, RepositoryOptions>,
+        handle: Handle,
+    ) -> Result<Repositories, ArtifactError> {
+        let mut r = Repositories::new(build(default, handle.clone())?, Some(handle.clone()));
+        r.configured.push(default.clone());
+        for (name, o) in named {
+            r.named.insert(name.clone(), build(o, handle.clone())?);
+            r.configured.push(o.clone());
         }
+        Ok(r)
     }
 
     /// An S3 bucket as the default repository.
     pub fn s3(opts: &S3Options, handle: Handle) -> Result<Repositories, ArtifactError> {
-        let repo = S3Repository::new(opts, handle.clone())?;
-        Ok(Repositories {
-            default: Arc::new(repo),
-            default_s3: Some(opts.clone()),
-            handle: Some(handle),
-            others: Mutex::default(),
-        })
+        Repositories::from_options(&RepositoryOptions::S3(opts.clone()), handle)
     }
 
     pub fn default_repo(&self) -> &dyn Repository {
         self.default.as_ref()
     }
 
-    /// The repository and key of `a`'s `s3` or `oss` location; `Ok(None)`: it
-    /// has none (or no key).
+    /// A named repository.
+    pub fn named(&self, name: &str) -> Option<&Arc<dyn Repository>> {
+        self.named.get(name)
+    }
+
+    /// Names of the named repositories, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.named.keys().map(String::as_str)
+    }
+
+    /// The workflow's repository a key-only location `loc` means: the one its
+    /// `repository` field names, else the default.
+    pub fn workflow_repo(&self, loc: &Value) -> Result<Arc<dyn Repository>, ArtifactError> {
+        match loc.get(REPOSITORY_FIELD).and_then(Value::as_str) {
+            None | Some("") => Ok(self.default.clone()),
+            Some(name) => self.named.get(name).cloned().ok_or_else(|| {
+                ArtifactError::Unsupported(format!(
+                    "no artifact repository named {name:?} is configured ([artifacts.repositories.{name}] in weft.toml)"
+                ))
+            }),
+        }
+    }
+
+    /// The repository and key of `a`'s `s3`, `oss`, `azure` or `gcs`
+    /// location; `Ok(None)`: it has none (or no key).
     pub fn locate(&self, a: &Value) -> Result<Option<Located>, ArtifactError> {
-        for kind in ["s3", "oss"] {
+        for (kind, key_field, full_fields) in [
+            ("s3", "key", &["endpoint", "bucket"][..]),
+            ("oss", "key", &["endpoint", "bucket"][..]),
+            ("azure", "blob", &["endpoint", "container"][..]),
+            ("gcs", "key", &["bucket"][..]),
+        ] {
             let Some(loc) = a.get(kind) else { continue };
-            let Some(k) = loc.get("key").and_then(Value::as_str) else {
+            let Some(k) = loc.get(key_field).and_then(Value::as_str) else {
                 return Ok(None);
             };
             let key = Key::parse(k)?;
             let str_of = |f: &str| loc.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
-            if str_of("endpoint").is_none() && str_of("bucket").is_none() {
-                return Ok(Some((self.default.clone(), key)));
+            if full_fields.iter().all(|f| str_of(f).is_none()) {
+                return Ok(Some((self.workflow_repo(loc)?, key)));
             }
-            let opts = self.full_location(kind, loc)?;
+            let opts = match kind {
+                "azure" => RepositoryOptions::Azure(self.azure_location(loc)?),
+                "gcs" => RepositoryOptions::Gcs(self.gcs_location(loc)),
+                _ => RepositoryOptions::S3(self.full_location(kind, loc)?),
+            };
             return Ok(Some((self.repo_for(&opts)?, key)));
         }
         Ok(None)
     }
 
-    /// S3 options for a full location, with the default repository's
+    fn configured_s3(&self) -> impl Iterator<Item = &S3Options> {
+        self.configured.iter().filter_map(|o| match o {
+            RepositoryOptions::S3(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// S3 options for a full location, with a configured repository's
     /// credentials when it is the same endpoint.
     fn full_location(&self, kind: &str, loc: &Value) -> Result<S3Options, ArtifactError> {
         let str_of = |f: &str| {
@@ -127,12 +209,12 @@ impl Repositories {
                 "an 'oss' location with a bucket needs its endpoint".into(),
             ));
         }
-        if let Some(d) = &self.default_s3 {
+        for d in self.configured_s3() {
             let same = match (&o.endpoint, &d.endpoint) {
                 (None, None) => true,
                 (Some(_), Some(_)) => {
                     // Argo's endpoints have no scheme: compare hosts, and take
-                    // the default's scheme when the location does not say.
+                    // the configured scheme when the location does not say.
                     let same = o.endpoint_host() == d.endpoint_host();
                     if same && loc.get("insecure").is_none() {
                         o.insecure = d.insecure;
@@ -149,6 +231,7 @@ impl Repositories {
                 if o.bucket.is_empty() {
                     o.bucket = d.bucket.clone();
                 }
+                break;
             }
         }
         if o.bucket.is_empty() {
@@ -159,26 +242,88 @@ impl Repositories {
         Ok(o)
     }
 
-    fn repo_for(&self, o: &S3Options) -> Result<Arc<dyn Repository>, ArtifactError> {
+    /// Azure options for a full location, with a configured repository's key
+    /// when it is the same host and account.
+    fn azure_location(&self, loc: &Value) -> Result<AzureOptions, ArtifactError> {
+        let str_of = |f: &str| {
+            loc.get(f)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let mut o = AzureOptions {
+            endpoint: str_of("endpoint"),
+            container: str_of("container").unwrap_or_default(),
+            use_sdk_creds: loc
+                .get("useSDKCreds")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            ..Default::default()
+        };
+        let id = o.identity();
+        for d in self.configured.iter().filter_map(|c| match c {
+            RepositoryOptions::Azure(a) => Some(a),
+            _ => None,
+        }) {
+            if o.endpoint.is_none() || (id.is_some() && id == d.identity()) {
+                o.endpoint = o.endpoint.or_else(|| d.endpoint.clone());
+                o.account = d.account.clone();
+                o.use_emulator = d.use_emulator;
+                if !o.use_sdk_creds {
+                    o.account_key = d.account_key.clone();
+                    o.use_sdk_creds = d.use_sdk_creds;
+                }
+                if o.container.is_empty() {
+                    o.container = d.container.clone();
+                }
+                break;
+            }
+        }
+        if o.container.is_empty() {
+            return Err(ArtifactError::Unsupported(
+                "the 'azure' location has an endpoint but no container".into(),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// GCS options for a full location, with the first configured GCS
+    /// repository's credentials and endpoint (Argo's GCS locations name no
+    /// endpoint: there is one GCS).
+    fn gcs_location(&self, loc: &Value) -> GcsOptions {
+        let mut o = GcsOptions {
+            bucket: loc
+                .get("bucket")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            ..Default::default()
+        };
+        if let Some(d) = self.configured.iter().find_map(|c| match c {
+            RepositoryOptions::Gcs(g) => Some(g),
+            _ => None,
+        }) {
+            o.service_account_key = d.service_account_key.clone();
+            o.service_account_path = d.service_account_path.clone();
+            o.endpoint = d.endpoint.clone();
+        }
+        o
+    }
+
+    fn repo_for(&self, o: &RepositoryOptions) -> Result<Arc<dyn Repository>, ArtifactError> {
         let Some(handle) = &self.handle else {
             return Err(ArtifactError::Unsupported(
-                "S3 locations need the engine's runtime".into(),
+                "object-store locations need the engine's runtime".into(),
             ));
         };
-        let id = format!(
-            "{:?}|{}|{:?}|{}|{}|{:?}",
-            o.endpoint_url(),
-            o.bucket,
-            o.region,
-            o.virtual_hosted,
-            o.insecure,
-            o.access_key
-        );
+        // Debug redacts secrets; the access key ids (S3) and accounts tell
+        // credentials apart.
+        let id = format!("{o:?}");
         let mut others = self.others.lock().expect("not poisoned");
         if let Some(r) = others.get(&id) {
             return Ok(r.clone());
         }
-        let r: Arc<dyn Repository> = Arc::new(S3Repository::new(o, handle.clone())?);
+        let r = build(o, handle.clone())?;
         others.insert(id, r.clone());
         Ok(r)
     }
@@ -186,16 +331,20 @@ impl Repositories {
 
 #[cfg(test)]
 mod tests {
-    use super::super::s3::Secret;
+    use super::super::Secret;
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn key_only_is_the_default_and_full_locations_share_credentials_by_host() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn key_only_is_the_default_and_full_locations_share_credentials_by_host() {
+        let rt = rt();
         let d = S3Options {
             endpoint: Some("minio.local:9000".into()),
             bucket: "art".into(),
@@ -242,5 +391,69 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("runtime"), "{e}");
+    }
+
+    #[test]
+    fn named_repositories_and_azure_and_gcs_locations() {
+        let rt = rt();
+        let az = AzureOptions {
+            endpoint: Some("http://127.0.0.1:10000/devstoreaccount1".into()),
+            container: "art".into(),
+            account_key: Some(Secret("a2V5".into())),
+            ..Default::default()
+        };
+        let named = BTreeMap::from([
+            (
+                "team-a".to_string(),
+                RepositoryOptions::Local {
+                    path: "/tmp/team-a".into(),
+                },
+            ),
+            ("blob".to_string(), RepositoryOptions::Azure(az.clone())),
+        ]);
+        let repos = Repositories::from_config(
+            &RepositoryOptions::Local {
+                path: "/tmp/default".into(),
+            },
+            &named,
+            rt.handle().clone(),
+        )
+        .unwrap();
+        assert_eq!(repos.names().collect::<Vec<_>>(), ["blob", "team-a"]);
+        let desc = |a: Value| repos.locate(&a).unwrap().unwrap().0.describe();
+        assert!(desc(json!({"s3": {"key": "k"}})).contains("/tmp/default"));
+        assert!(desc(json!({"s3": {"key": "k", "repository": "team-a"}})).contains("/tmp/team-a"));
+        // key-only Azure and GCS locations are the workflow's repository too
+        assert!(
+            desc(json!({"azure": {"blob": "k", "repository": "blob"}})).contains("azure://art/")
+        );
+        assert!(desc(json!({"gcs": {"key": "k"}})).contains("/tmp/default"));
+        let e = repos
+            .locate(&json!({"s3": {"key": "k", "repository": "nope"}}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("\"nope\"") && e.contains("[artifacts.repositories.nope]"),
+            "{e}"
+        );
+        // a full Azure location at the configured account borrows its key
+        let o = repos
+            .azure_location(&json!({"endpoint": "http://127.0.0.1:10000/devstoreaccount1", "container": "other", "blob": "k"}))
+            .unwrap();
+        assert_eq!(o.account_key, az.account_key);
+        assert!(desc(json!({"azure": {"endpoint": "http://127.0.0.1:10000/devstoreaccount1", "container": "other", "blob": "k"}})).contains("azure://other/"));
+        // elsewhere: the environment's credentials
+        let o = repos
+            .azure_location(&json!({"endpoint": "https://acct.blob.core.windows.net", "container": "c", "blob": "k"}))
+            .unwrap();
+        assert!(o.account_key.is_none());
+        assert!(desc(json!({"gcs": {"bucket": "gb", "key": "k"}})).contains("gs://gb/"));
+        // a bad key in a full location is still refused
+        assert!(
+            repos
+                .locate(&json!({"gcs": {"bucket": "gb", "key": "../x"}}))
+                .is_err()
+        );
     }
 }

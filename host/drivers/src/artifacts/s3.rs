@@ -2,33 +2,17 @@
 //! MinIO, Ceph, Alibaba OSS through its S3-compatible endpoint), through the
 //! `object_store` crate.
 //!
-//! [`Repository`] is blocking (it runs on `spawn_blocking` threads); each call
-//! drives `object_store`'s async client on the runtime [`Handle`] given at
-//! construction. Nothing holds a whole object: writes buffer at most one
-//! [`CHUNK`] and then become a multipart upload with at most [`PARALLEL`] parts
-//! in flight; reads pull the response body chunk by chunk.
+//! This file builds the `AmazonS3` client from [`S3Options`]; the repository
+//! itself (streamed multipart writes and reads, errors naming the repository,
+//! secret scrubbing) is the generic [`ObjectStoreRepository`].
 
-use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::path::Path;
-use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
-};
+use object_store::aws::AmazonS3Builder;
 use tokio::runtime::Handle;
 
-use super::{ArtifactError, Key, ObjectWriter, Repository};
-
-/// Part size of multipart uploads (S3's minimum is 5 MiB); objects smaller
-/// than this are one `PUT`.
-pub const CHUNK: usize = 8 << 20;
-/// Parts uploaded concurrently: memory per writer is at most `(PARALLEL + 1) * CHUNK`.
-pub const PARALLEL: usize = 4;
+use super::ArtifactError;
+use super::objstore::{ObjectStoreRepository, client_options, retry, shown_prefix, store_error};
 
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
@@ -82,49 +66,34 @@ impl S3Options {
     }
 }
 
-/// A bucket (and key prefix) as an artifact repository.
-pub struct S3Repository {
-    store: Arc<AmazonS3>,
-    handle: Handle,
-    prefix: String,
-    described: String,
-    /// Scrubbed from every message, should a server ever echo it.
-    secret: Option<String>,
-}
+/// A bucket (and key prefix) of an S3-compatible endpoint as a repository.
+pub type S3Repository = ObjectStoreRepository;
 
-impl std::fmt::Debug for S3Repository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.described)
-    }
-}
-
-impl S3Repository {
-    /// Build the client (no request is made: bad credentials show at first use).
-    pub fn new(opts: &S3Options, handle: Handle) -> Result<S3Repository, ArtifactError> {
-        let prefix = opts.key_prefix.trim_matches('/').to_string();
-        if !prefix.is_empty() {
-            Key::parse(&prefix)?;
-        }
+impl ObjectStoreRepository {
+    /// An S3 bucket. Builds the client only (no request is made: bad
+    /// credentials show at first use).
+    pub fn s3(opts: &S3Options, handle: Handle) -> Result<ObjectStoreRepository, ArtifactError> {
         let endpoint = opts.endpoint_url();
         let described = format!(
             "S3 repository s3://{}/{}{}",
             opts.bucket,
-            if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
+            shown_prefix(&opts.key_prefix),
             endpoint
                 .as_ref()
                 .map(|e| format!(" at {e}"))
                 .unwrap_or_else(|| " on AWS".into())
         );
-        let fail = |message: String| ArtifactError::Store {
-            repo: described.clone(),
-            message: format!("{described}: {message}"),
+        let secret = opts
+            .secret_key
+            .as_ref()
+            .map(|s| s.0.clone())
+            .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok())
+            .filter(|s| !s.is_empty());
+        let fail = |doing: &str, e: &dyn std::fmt::Display| {
+            store_error(&described, doing.into(), e, secret.as_deref())
         };
         if opts.bucket.is_empty() {
-            return Err(fail("no bucket configured".into()));
+            return Err(fail("configuring", &"no bucket configured"));
         }
         // from_env: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
         // AWS_REGION…; everything configured below takes precedence.
@@ -132,16 +101,8 @@ impl S3Repository {
             .with_bucket_name(&opts.bucket)
             .with_region(opts.region.as_deref().unwrap_or("us-east-1"))
             .with_virtual_hosted_style_request(opts.virtual_hosted)
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(10))
-                    .with_timeout(Duration::from_secs(300)),
-            );
+            .with_retry(retry())
+            .with_client_options(client_options());
         if let Some(ep) = &endpoint {
             let url = if opts.virtual_hosted {
                 // object_store wants the bucket in a virtual-hosted endpoint
@@ -160,217 +121,14 @@ impl S3Repository {
         if let Some(s) = &opts.secret_key {
             b = b.with_secret_access_key(&s.0);
         }
-        let secret = opts
-            .secret_key
-            .as_ref()
-            .map(|s| s.0.clone())
-            .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok())
-            .filter(|s| !s.is_empty());
-        let store = b.build().map_err(|e| fail(scrub(&e, secret.as_deref())))?;
-        Ok(S3Repository {
-            store: Arc::new(store),
+        let store = b.build().map_err(|e| fail("configuring", &e))?;
+        ObjectStoreRepository::new(
+            Arc::new(store),
             handle,
-            prefix,
-            described,
-            secret,
-        })
-    }
-
-    fn path(&self, key: &Key) -> Path {
-        if self.prefix.is_empty() {
-            Path::from(key.as_str())
-        } else {
-            Path::from(format!("{}/{}", self.prefix, key.as_str()))
-        }
-    }
-
-    fn err(&self, doing: String, e: object_store::Error) -> ArtifactError {
-        ArtifactError::Store {
-            repo: self.described.clone(),
-            message: format!("{doing}: {}", scrub(&e, self.secret.as_deref())),
-        }
-    }
-}
-
-/// An error's text with the secret (if any) cut out. Signature mismatches are
-/// reported by servers without the secret; this is the belt to those braces.
-fn scrub(e: &dyn std::fmt::Display, secret: Option<&str>) -> String {
-    let s = e.to_string();
-    match secret {
-        Some(sec) => s.replace(sec, "<redacted>"),
-        None => s,
-    }
-}
-
-enum State {
-    /// Under one chunk so far: a single `PUT` on commit.
-    Small(Vec<u8>),
-    Multipart(WriteMultipart),
-    Done,
-}
-
-struct S3Writer {
-    store: Arc<AmazonS3>,
-    handle: Handle,
-    path: Path,
-    state: State,
-    secret: Option<String>,
-}
-
-impl S3Writer {
-    fn io(&self, e: object_store::Error) -> std::io::Error {
-        std::io::Error::other(scrub(&e, self.secret.as_deref()))
-    }
-}
-
-impl Write for S3Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let State::Small(v) = &mut self.state {
-            if v.len() + buf.len() <= CHUNK {
-                v.extend_from_slice(buf);
-                return Ok(buf.len());
-            }
-            let first = std::mem::take(v);
-            let upload = self
-                .handle
-                .block_on(self.store.put_multipart(&self.path))
-                .map_err(|e| self.io(e))?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, CHUNK);
-            let _rt = self.handle.enter(); // parts are spawned on the runtime
-            w.write(&first);
-            self.state = State::Multipart(w);
-        }
-        let State::Multipart(w) = &mut self.state else {
-            return Err(std::io::Error::other("write after commit"));
-        };
-        let r = self.handle.block_on(w.wait_for_capacity(PARALLEL));
-        r.map_err(|e| self.io(e))?;
-        let State::Multipart(w) = &mut self.state else {
-            unreachable!()
-        };
-        let _rt = self.handle.enter();
-        w.write(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ObjectWriter for S3Writer {
-    fn commit(mut self: Box<Self>) -> Result<(), ArtifactError> {
-        let r = match std::mem::replace(&mut self.state, State::Done) {
-            State::Small(v) => self
-                .handle
-                .block_on(self.store.put(&self.path, PutPayload::from(v)))
-                .map(drop),
-            State::Multipart(w) => self.handle.block_on(w.finish()).map(drop),
-            State::Done => Ok(()),
-        };
-        r.map_err(|e| ArtifactError::Io {
-            what: format!("storing '{}'", self.path),
-            source: self.io(e),
-        })
-    }
-}
-
-impl Drop for S3Writer {
-    fn drop(&mut self) {
-        // Not committed: drop the uploaded parts (in the background: drop may
-        // run anywhere, and nothing waits for it).
-        if let State::Multipart(w) = std::mem::replace(&mut self.state, State::Done) {
-            self.handle.spawn(async move {
-                let _ = w.abort().await;
-            });
-        }
-    }
-}
-
-struct S3Reader {
-    handle: Handle,
-    body: BoxStream<'static, object_store::Result<Bytes>>,
-    cur: Bytes,
-    secret: Option<String>,
-}
-
-impl Read for S3Reader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.handle.block_on(self.body.next()) {
-                None => return Ok(0),
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => {
-                    return Err(std::io::Error::other(scrub(&e, self.secret.as_deref())));
-                }
-            }
-        }
-        let n = out.len().min(self.cur.len());
-        out[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
-    }
-}
-
-impl Repository for S3Repository {
-    fn describe(&self) -> String {
-        self.described.clone()
-    }
-
-    fn create(&self, key: &Key) -> Result<Box<dyn ObjectWriter>, ArtifactError> {
-        Ok(Box::new(S3Writer {
-            store: self.store.clone(),
-            handle: self.handle.clone(),
-            path: self.path(key),
-            state: State::Small(Vec::new()),
-            secret: self.secret.clone(),
-        }))
-    }
-
-    fn open(&self, key: &Key) -> Result<Option<Box<dyn Read + Send>>, ArtifactError> {
-        let path = self.path(key);
-        match self.handle.block_on(self.store.get(&path)) {
-            Ok(r) => Ok(Some(Box::new(S3Reader {
-                handle: self.handle.clone(),
-                body: r.into_stream(),
-                cur: Bytes::new(),
-                secret: self.secret.clone(),
-            }))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            // A "directory" (a prefix with objects below it) is no object; some
-            // servers (s3s-fs) answer 500 rather than 404 for it.
-            Err(e) => match self.list(key) {
-                Ok(l) if !l.is_empty() => Ok(None),
-                _ => Err(self.err(format!("reading '{key}'"), e)),
-            },
-        }
-    }
-
-    fn list(&self, prefix: &Key) -> Result<Vec<Key>, ArtifactError> {
-        let p = self.path(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
-        let metas: Vec<_> = self
-            .handle
-            .block_on(self.store.list(Some(&p)).collect::<Vec<_>>());
-        let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
-            let m = m.map_err(|e| self.err(format!("listing '{prefix}/'"), e))?;
-            let full = m.location.as_ref();
-            out.push(Key::parse(full.get(strip..).unwrap_or(full))?);
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    fn delete(&self, key: &Key) -> Result<(), ArtifactError> {
-        match self.handle.block_on(self.store.delete(&self.path(key))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err(format!("deleting '{key}'"), e)),
-        }
+            &opts.key_prefix,
+            described.clone(),
+            secret.clone(),
+        )
     }
 }
 
@@ -405,7 +163,9 @@ pub(crate) mod testserver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Key, Repository, testing};
     use super::*;
+    use std::io::Write;
 
     fn setup() -> (tokio::runtime::Runtime, tempfile::TempDir, S3Options) {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -428,59 +188,19 @@ mod tests {
         (rt, d, o)
     }
 
-    fn put(r: &S3Repository, key: &str, data: &[u8]) {
-        let mut w = r.create(&Key::parse(key).unwrap()).unwrap();
-        for c in data.chunks(100_000) {
-            w.write_all(c).unwrap();
-        }
-        w.commit().unwrap();
-    }
-
-    fn get(r: &S3Repository, key: &str) -> Option<Vec<u8>> {
-        let mut v = Vec::new();
-        r.open(&Key::parse(key).unwrap())
-            .unwrap()?
-            .read_to_end(&mut v)
-            .unwrap();
-        Some(v)
-    }
-
     #[test]
-    fn put_get_list_small_and_multipart() {
+    fn contract_on_s3s_fs() {
         let (rt, d, o) = setup();
-        let r = S3Repository::new(&o, rt.handle().clone()).unwrap();
-        put(&r, "a/small", b"hello");
-        // 2.5 chunks: a multipart upload of three parts
-        let big: Vec<u8> = (0..CHUNK * 5 / 2).map(|i| (i % 251) as u8).collect();
-        put(&r, "a/b/big", &big);
-        put(&r, "other", b"x");
-        assert_eq!(get(&r, "a/small").unwrap(), b"hello");
-        assert!(get(&r, "a/big-missing").is_none());
-        assert!(get(&r, "a/b/big").unwrap() == big);
-        let l: Vec<String> = r
-            .list(&Key::parse("a").unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|k| k.to_string())
-            .collect();
-        assert_eq!(l, ["a/b/big", "a/small"]);
+        let r = S3Repository::s3(&o, rt.handle().clone()).unwrap();
+        testing::contract(&r);
         // objects are files in the bucket's directory, under the key prefix
+        let mut w = r.create(&Key::parse("a/small").unwrap()).unwrap();
+        w.write_all(b"hello").unwrap();
+        w.commit().unwrap();
         assert_eq!(
             std::fs::read(d.path().join("bucket/pre/fix/a/small")).unwrap(),
             b"hello"
         );
-        // an uncommitted writer leaves no object
-        let mut w = r.create(&Key::parse("gone").unwrap()).unwrap();
-        w.write_all(&big).unwrap();
-        drop(w);
-        assert!(get(&r, "gone").is_none());
-        // delete: one object, then a "directory"; deleting again is no error
-        r.delete(&Key::parse("a/small").unwrap()).unwrap();
-        r.delete(&Key::parse("a/small").unwrap()).unwrap();
-        assert!(get(&r, "a/small").is_none());
-        assert_eq!(r.delete_all(&Key::parse("a").unwrap()).unwrap(), 1);
-        assert!(r.list(&Key::parse("a").unwrap()).unwrap().is_empty());
-        assert_eq!(get(&r, "other").unwrap(), b"x");
         assert!(
             r.describe().contains("s3://bucket/pre/fix/"),
             "{}",
@@ -492,24 +212,15 @@ mod tests {
     fn wrong_credentials_name_the_repository_never_the_secret() {
         let (rt, _d, mut o) = setup();
         o.secret_key = Some(Secret("wrong-secret-value".into()));
-        let r = S3Repository::new(&o, rt.handle().clone()).unwrap();
-        let mut w = r.create(&Key::parse("k").unwrap()).unwrap();
-        w.write_all(b"data").unwrap();
-        let e = w.commit().unwrap_err().to_string();
-        let e2 = r.open(&Key::parse("k").unwrap()).err().unwrap().to_string();
-        for e in [e, e2] {
-            assert!(
-                !e.contains("wrong-secret-value") && !e.contains("sk-very-secret"),
-                "{e}"
-            );
-            assert!(
-                e.contains("403") || e.to_lowercase().contains("signature"),
-                "{e}"
-            );
-        }
-        let e = r.list(&Key::parse("x").unwrap()).unwrap_err().to_string();
-        assert!(e.contains("bucket") && e.contains("127.0.0.1"), "{e}");
-        assert!(r.describe().contains("s3://bucket/") && r.describe().contains("127.0.0.1"));
+        let r = S3Repository::s3(&o, rt.handle().clone()).unwrap();
+        testing::wrong_credentials(
+            &r,
+            &["S3 repository s3://bucket/pre/fix/", "127.0.0.1"],
+            &["wrong-secret-value", "sk-very-secret"],
+        );
         assert!(!format!("{o:?}").contains("wrong-secret-value"));
+        o.bucket.clear();
+        let e = S3Repository::s3(&o, rt.handle().clone()).unwrap_err();
+        assert!(e.to_string().contains("no bucket"), "{e}");
     }
 }

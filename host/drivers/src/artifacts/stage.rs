@@ -22,7 +22,7 @@ use crate::sandbox::manager::join_inside;
 
 /// Location fields of Argo's `Artifact`, besides `s3`, `oss` and `raw`, that need a
 /// backend this version does not have.
-const OTHER_LOCATIONS: &[&str] = &["gcs", "azure", "http", "git", "hdfs", "artifactory"];
+const OTHER_LOCATIONS: &[&str] = &["http", "git", "hdfs", "artifactory"];
 
 /// Whether a resolved template moves artifacts at all.
 pub fn has_inputs(template: &Value) -> bool {
@@ -66,7 +66,7 @@ fn locate(repos: &Repositories, a: &Value, dir: &str) -> Result<Option<Located>,
     for other in OTHER_LOCATIONS {
         if a.get(*other).is_some() {
             return Err(format!(
-                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only S3/OSS, the default repository and raw)"
+                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only S3/OSS, Azure, GCS, the configured repositories and raw)"
             ));
         }
     }
@@ -284,7 +284,20 @@ pub fn save_outputs(repos: &Repositories, template: &Value, root: &Path, log_fil
         }
     }
     if let Some(k) = log_key(template) {
-        let repo = repos.default_repo();
+        // the logs go to the workflow's repository, as key-only outputs do
+        let loc = template
+            .pointer("/archiveLocation/s3")
+            .cloned()
+            .unwrap_or_default();
+        let repo = match repos.workflow_repo(&loc) {
+            Ok(r) => r,
+            Err(e) => {
+                saved
+                    .error
+                    .get_or_insert(format!("archiving the logs: {e}"));
+                return saved;
+            }
+        };
         let r = Key::parse(&k).map_err(|e| e.to_string()).and_then(|key| {
             let Ok(mut f) = File::open(log_file) else {
                 return Ok(false); // the step printed nothing
@@ -295,9 +308,13 @@ pub fn save_outputs(repos: &Repositories, template: &Value, root: &Path, log_fil
             Ok(true)
         });
         match r {
-            Ok(true) => saved
-                .artifacts
-                .push(json!({"name": "main-logs", "s3": {"key": k}})),
+            Ok(true) => {
+                let mut s3 = json!({ "key": k });
+                if let Some(n) = loc.get(super::REPOSITORY_FIELD) {
+                    s3[super::REPOSITORY_FIELD] = n.clone();
+                }
+                saved.artifacts.push(json!({"name": "main-logs", "s3": s3}));
+            }
             Ok(false) => {}
             Err(e) => {
                 saved.error.get_or_insert(format!(
