@@ -1,5 +1,8 @@
-//! `weft bench` end to end, CI-safe: one run of W3, checked for shape and a
-//! correct result — never for timing (these machines are shared and noisy).
+//! `weft bench` end to end, CI-safe: one run of W3, and small runs of the
+//! server benchmarks (`bench submit`, `bench restart`) on SQLite and on
+//! PostgreSQL (skipped when unreachable, required under `CI=true`), checked for
+//! shape and a correct result — never for timing (these machines are shared
+//! and noisy).
 
 use super::support::*;
 
@@ -77,4 +80,94 @@ fn bench_rejects_a_missing_workload() {
         "{}",
         stderr(&out)
     );
+}
+
+/// PostgreSQL for the server benchmarks: required under `CI=true`.
+fn postgres_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The stores a server benchmark report covers, each checked for its shape:
+/// every store measured (PostgreSQL may be skipped outside CI) and right.
+fn check_stores<'a>(v: &'a serde_json::Value, keys: &[&str]) -> Vec<&'a serde_json::Value> {
+    let stores = v["stores"].as_array().expect("stores");
+    let names: Vec<&str> = stores
+        .iter()
+        .map(|s| s["store"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sqlite", "postgres"], "{v:#}");
+    let mut measured = Vec::new();
+    for s in stores {
+        if s.get("skipped").is_some() {
+            assert_eq!(s["store"], "postgres", "{s:#}");
+            assert!(
+                !postgres_required(),
+                "PostgreSQL skipped under CI=true: {s:#}"
+            );
+            eprintln!("NOTICE: {}", s["skipped"]);
+            continue;
+        }
+        assert_eq!(s["result_ok"], true, "{s:#}");
+        for k in keys {
+            assert!(s[*k].is_number(), "{k} missing: {s:#}");
+        }
+        assert!(s["meets_target"].is_boolean(), "{s:#}");
+        measured.push(s);
+    }
+    measured
+}
+
+#[test]
+fn bench_submit_through_a_server_child() {
+    let home = Home::new();
+    let out = home.run(&[
+        "bench",
+        "submit",
+        "--n",
+        "50",
+        "--concurrency",
+        "4",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["benchmark"], "submit");
+    assert_eq!(v["n"], 50);
+    assert_eq!(v["concurrency"], 4);
+    let keys = [
+        "submissions_per_s",
+        "p50_ms",
+        "p99_ms",
+        "all_succeeded_s",
+        "target_per_s",
+        "ratio",
+    ];
+    for s in check_stores(&v, &keys) {
+        assert_eq!(s["succeeded"], 50, "{s:#}");
+        assert!(s["p50_ms"].as_f64() <= s["p99_ms"].as_f64(), "{s:#}");
+        let target = if s["store"] == "sqlite" {
+            1000.0
+        } else {
+            300.0
+        };
+        assert_eq!(s["target_per_s"], target, "{s:#}");
+    }
+}
+
+#[test]
+fn bench_restart_adopts_every_workflow_again() {
+    let home = Home::new();
+    let out = home.run(&["bench", "restart", "--n", "20", "--hold", "4", "-o", "json"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["benchmark"], "restart");
+    assert_eq!(v["n"], 20);
+    let keys = ["restart_s", "ready_s", "down_s", "target_s", "ratio"];
+    for s in check_stores(&v, &keys) {
+        assert_eq!(s["succeeded"], 20, "{s:#}");
+        // Down until every suspend was overdue; the restart includes start-up.
+        assert!(s["down_s"].as_f64().unwrap() >= 1.0, "{s:#}");
+        assert!(s["restart_s"].as_f64() >= s["ready_s"].as_f64(), "{s:#}");
+    }
 }
