@@ -3,6 +3,7 @@
 //! wasmtime again, so all integration tests live here as modules.
 
 mod api;
+mod artifact_gc;
 mod artifacts;
 mod bad_input;
 mod bench;

@@ -22,6 +22,7 @@ use weft_engine::runtime::{Engine, EngineOptions, ReplicaOptions, StateStore, Te
 use weft_store::{Durability, Store, StoreOptions};
 
 use crate::config::Config;
+use crate::gc::Collector;
 
 /// Store kind under which control requests travel between processes.
 pub const CONTROL_KIND: &str = "weft.control";
@@ -43,6 +44,8 @@ pub struct Running {
     /// store; a workflow belongs to the replica holding its lease in the store.
     replica: Option<ReplicaOptions>,
     store: Store,
+    /// Artifact GC: collects each workflow this engine finishes (`artifactGC`).
+    pub gc: Arc<Collector>,
 }
 
 /// A replica id unique across machines and restarts: `<host>-<pid>-<random>`.
@@ -119,6 +122,9 @@ impl App {
             ..EngineOptions::default()
         };
         let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);
+        let gc = Collector::from_options(self.store.clone(), &self.config.artifact_repository)
+            .context("artifact repositories for artifact GC")?;
+        gc.spawn_listener(&engine);
         let lock_dir = self.config.home.join("locks");
         std::fs::create_dir_all(&lock_dir)?;
         let running = Running {
@@ -128,6 +134,7 @@ impl App {
             lock_dir,
             replica,
             store: self.store.clone(),
+            gc,
         };
         running.spawn_control_poller(self.store.clone());
         Ok(running)
@@ -164,6 +171,23 @@ impl Running {
             .expect("lock map")
             .insert(uid.to_string(), f);
         Ok(true)
+    }
+
+    /// Artifact GC of a workflow this process finished, awaited (the
+    /// listener may be doing it too: collection is serialised and idempotent).
+    /// Failures are logged and recorded in the workflow's conditions.
+    pub async fn collect_artifacts(&self, ns: &str, name: &str) {
+        match self
+            .gc
+            .collect(ns, name, crate::gc::Trigger::Completion)
+            .await
+        {
+            Ok(r) if !r.failures.is_empty() => {
+                tracing::warn!(workflow = %name, failures = %r.message(), "artifact GC failed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(workflow = %name, error = %e, "artifact GC failed"),
+        }
     }
 
     /// Apply control requests addressed to workflows this process runs.

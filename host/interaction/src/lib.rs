@@ -2,7 +2,7 @@
 //!
 //! The `weft` binary's library: the CLI ([`cli`]), the Argo Server REST API
 //! that `weft server` serves ([`api`]) with its CronWorkflow scheduler
-//! ([`cron`]), configuration ([`config`]), the wiring
+//! ([`cron`]), artifact garbage collection ([`gc`]), configuration ([`config`]), the wiring
 //! of store, drivers and engine ([`app`]) and the progress display
 //! ([`progress`]). The web UI will live beside them here.
 //!
@@ -14,4 +14,5 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod cron;
+pub mod gc;
 pub mod progress;

@@ -1185,6 +1185,11 @@ pub fn argo_workflow(rec: &WorkflowRecord, status: Value) -> Value {
     labels.insert("workflows.argoproj.io/phase".into(), json!(rec.phase));
     wf["metadata"]["labels"] = Value::Object(labels);
     wf["status"] = status;
+    // Conditions the interaction layer records in the row (artifact GC's
+    // `ArtifactGCError`); the machine keeps none of its own.
+    if let Some(c) = rec.status.get("conditions").filter(|c| c.is_array()) {
+        wf["status"]["conditions"] = c.clone();
+    }
     wf
 }
 

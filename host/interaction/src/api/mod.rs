@@ -71,13 +71,19 @@ impl ApiState {
         metrics: Arc<metrics::Metrics>,
     ) -> ApiState {
         let hub = stream::Hub::start(running.engine.clone(), app.store.clone());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        // Finished workflows whose completion GC did not go through (this or a
+        // dead replica, a repository that was down) are caught up every minute.
+        running
+            .gc
+            .spawn_sweeper(std::time::Duration::from_secs(60), shutdown.clone());
         ApiState {
             engine: running.engine.clone(),
             store: app.store.clone(),
             tokens: Arc::new(tokens),
             hub,
             metrics,
-            shutdown: tokio_util::sync::CancellationToken::new(),
+            shutdown,
             semaphore_defaults: Arc::new(app.config.semaphores.clone()),
             running,
         }

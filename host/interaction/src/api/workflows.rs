@@ -242,11 +242,14 @@ async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
+    Query(q): Params,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Admin)?;
+    // Argo's `force`: delete even when artifact GC fails (its finalizer removed).
+    let force = q.get("force").is_some_and(|f| f == "true");
     let span = info_span!("api.delete", workflow = %name, namespace = %ns);
     async {
-        delete_workflow(&state, &ns, &name).await?;
+        delete_workflow_gc(&state, &ns, &name, force).await?;
         Ok(Json(json!({})))
     }
     .instrument(span)
@@ -255,6 +258,19 @@ async fn delete(
 
 /// Delete a workflow; a running one is terminated first (its steps are cancelled).
 pub async fn delete_workflow(state: &ApiState, ns: &str, name: &str) -> ApiResult<()> {
+    delete_workflow_gc(state, ns, name, false).await
+}
+
+/// [`delete_workflow`], collecting its `OnWorkflowDeletion` (and uncollected
+/// `OnWorkflowCompletion`) artifacts first. If that fails the rows stay, with an
+/// `ArtifactGCError` condition, and the call fails naming the artifact and
+/// repository, unless `force` or `spec.artifactGC.forceFinalizerRemoval`.
+pub async fn delete_workflow_gc(
+    state: &ApiState,
+    ns: &str,
+    name: &str,
+    force: bool,
+) -> ApiResult<()> {
     let terminate = Event::Shutdown {
         terminate: true,
         message: "Terminated: workflow deleted".into(),
@@ -271,6 +287,25 @@ pub async fn delete_workflow(state: &ApiState, ns: &str, name: &str) -> ApiResul
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             wait_done(state, ns, name).await;
         }
+    }
+    let gc = state
+        .running
+        .gc
+        .collect(ns, name, crate::gc::Trigger::Deletion)
+        .await;
+    let failed = match gc {
+        Ok(r) if r.failures.is_empty() => None,
+        Ok(r) => Some((r.message(), r.force)),
+        Err(e) => Some((e.to_string(), false)),
+    };
+    if let Some((why, spec_force)) = failed {
+        if !(force || spec_force) {
+            return Err(ApiError::Internal(format!(
+                "workflow {name:?} was not deleted: artifact GC failed ({why}); \
+                 fix the repository and delete again, or delete with force=true"
+            )));
+        }
+        tracing::warn!(workflow = %name, error = %why, "artifact GC failed; deleting anyway (forced)");
     }
     let old = state.store.load_workflow(ns, name).await?.map(|(r, _)| r);
     state.store.delete_workflow(ns, name).await?;

@@ -56,6 +56,9 @@ pub struct DeleteArgs {
     /// Delete every workflow in the namespace.
     #[arg(long)]
     pub all: bool,
+    /// Delete even if artifact GC fails (Argo's `argo delete --force`).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub async fn list(config: Config, ns: &str, args: ListArgs) -> Result<u8> {
@@ -292,8 +295,27 @@ pub async fn delete(config: Config, ns: &str, args: DeleteArgs) -> Result<u8> {
     if names.is_empty() {
         return Err(Invalid("name a workflow to delete, or pass --all".into()).into());
     }
+    let gc =
+        crate::gc::Collector::from_options(app.store.clone(), &app.config.artifact_repository)?;
     let mut code = 0;
     for n in names {
+        // OnWorkflowDeletion (and uncollected OnWorkflowCompletion) artifacts
+        // go first; if that fails the workflow stays, with an ArtifactGCError condition.
+        let failed = match gc.collect(ns, &n, crate::gc::Trigger::Deletion).await {
+            Ok(r) if r.failures.is_empty() => None,
+            Ok(r) => Some((r.message(), r.force)),
+            Err(e) => Some((e.to_string(), false)),
+        };
+        if let Some((why, spec_force)) = failed {
+            if !(args.force || spec_force) {
+                eprintln!(
+                    "weft: workflow '{n}' was not deleted: artifact GC failed ({why}); fix the repository and delete again, or use --force"
+                );
+                code = 1;
+                continue;
+            }
+            eprintln!("weft: artifact GC of '{n}' failed ({why}); deleting anyway (--force)");
+        }
         match app.store.delete_workflow(ns, &n).await {
             Ok(()) => println!("Workflow '{n}' deleted"),
             Err(e) => {

@@ -567,7 +567,14 @@ async fn delete(r: &Remote, ns: &str, a: DeleteArgs) -> Result<u8> {
     let mut code = 0;
     for n in names {
         match r
-            .call(Method::DELETE, &format!("/api/v1/workflows/{ns}/{n}"), None)
+            .call(
+                Method::DELETE,
+                &format!(
+                    "/api/v1/workflows/{ns}/{n}{}",
+                    if a.force { "?force=true" } else { "" }
+                ),
+                None,
+            )
             .await
         {
             Ok(_) => println!("Workflow '{n}' deleted"),

@@ -205,6 +205,7 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
             show_progress(args.output),
         )
         .await?;
+        running.collect_artifacts(&rec.namespace, &rec.name).await;
         app.store.flush_logs().await;
         super::query::print_workflow(&app.store, &rec.namespace, &rec.name, args.output).await?;
         worst = worst.max(exit_code(phase));
@@ -267,6 +268,7 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
         show_progress(args.output),
     )
     .await?;
+    running.collect_artifacts(ns, &args.name).await;
     app.store.flush_logs().await;
     super::query::print_workflow(&app.store, ns, &args.name, args.output).await?;
     Ok(exit_code(phase))
