@@ -3,7 +3,9 @@
 //! process driver, after the `support` files are stored. Class B (artifacts)
 //! uses the default repository: the local directory `<home>/artifacts`; a
 //! second test runs the class-B files again with an S3 bucket (the
-//! in-process `s3s-fs` server) as the default repository.
+//! in-process `s3s-fs` server) as the default repository, and a third runs
+//! the class-A files with a PostgreSQL store (a fresh database, the engine as
+//! a lease-holding replica; skipped without PostgreSQL unless `CI=true`).
 //!
 //! Pass: the final phase equals `expected_phase` where one is set; otherwise
 //! the workflow reaches Succeeded or Failed (not Error, not a hang).
@@ -58,7 +60,41 @@ fn corpus() -> Option<PathBuf> {
 
 #[test]
 fn argo_conformance() {
-    conformance(&["A", "A+", "B"], None);
+    conformance(&["A", "A+", "B"], None, None);
+}
+
+/// Class A again with a PostgreSQL store (a fresh database per run, dropped
+/// afterwards; the engine runs as a lease-holding replica, as `weft server`
+/// does on PostgreSQL). Skipped with a notice when PostgreSQL is not reachable,
+/// except under `CI=true`, where it must run.
+#[test]
+fn argo_conformance_on_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = std::env::var("WEFT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let db = format!("weft_conformance_{}", std::process::id());
+    let url = match rt.block_on(weft_store::scratch::create_database(&admin, &db)) {
+        Ok(url) => url,
+        Err(e @ weft_store::Error::Connect { .. })
+            if std::env::var("CI").is_ok_and(|v| v == "true") =>
+        {
+            panic!("PostgreSQL not reachable and CI=true: {e}")
+        }
+        Err(e @ weft_store::Error::Connect { .. }) => {
+            eprintln!("NOTICE: PostgreSQL not reachable ({e}); skipping the conformance run on it");
+            return;
+        }
+        Err(e) => panic!("creating the database {db}: {e}"),
+    };
+    let run = std::panic::catch_unwind(|| conformance(&["A"], None, Some(url)));
+    rt.block_on(weft_store::scratch::drop_database(&admin, &db))
+        .unwrap_or_else(|e| eprintln!("dropping the database {db}: {e}"));
+    if let Err(p) = run {
+        std::panic::resume_unwind(p);
+    }
 }
 
 /// Class B (artifacts) again, with S3 as the default repository.
@@ -70,6 +106,7 @@ fn argo_conformance_artifacts_on_s3() {
         Some(RepositoryOptions::S3(
             s3.options("conformance", S3_SECRET_KEY),
         )),
+        None,
     );
     // the artifacts really went to the bucket
     let n = walk(&s3.bucket("weft").join("conformance"));
@@ -94,8 +131,9 @@ fn walk(d: &std::path::Path) -> usize {
 }
 
 /// Run every workflow file of `classes`; `repository`: the default artifact
-/// repository (`None`: the local directory).
-fn conformance(classes: &[&str], repository: Option<RepositoryOptions>) {
+/// repository (`None`: the local directory); `store_url`: the store (`None`:
+/// SQLite in the temp home).
+fn conformance(classes: &[&str], repository: Option<RepositoryOptions>, store_url: Option<String>) {
     let in_classes = |e: &Value| e["cls"].as_str().is_some_and(|c| classes.contains(&c));
     let Some(root) = corpus() else {
         eprintln!("NOTICE: ../shared/conformance/argo not found; skipping the conformance run");
@@ -114,6 +152,9 @@ fn conformance(classes: &[&str], repository: Option<RepositoryOptions>) {
         config.cache_dir = repo().join("target/weft-test-cache");
         if let Some(r) = repository {
             config.artifact_repository = r;
+        }
+        if let Some(u) = store_url {
+            config.store_url = u;
         }
         let app = App::open(config).await.unwrap();
         // Support files first, as Argo's own suite does.
