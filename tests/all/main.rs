@@ -11,6 +11,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod cron;
+mod guests;
 mod plugin_steps;
 mod replicas;
 mod support;

@@ -21,10 +21,11 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 use tracing::Instrument;
 use weft_bindings::step::StepComponentPre;
-use weft_bindings::step::exports::weft::plugin::step::{StepInput, StepOutput};
+use weft_bindings::step::exports::weft::plugin::step::{ArtifactData, StepInput, StepOutput};
 use weft_engine::runtime::{OutcomePhase, StepOutcome, StepRequest};
 
 use super::{Drivers, Pre, describe_failure, linker_for};
+use crate::artifacts::{Repositories, stage};
 use crate::config::{Grants, PluginKind};
 use crate::runtime::{self, CallInfo, HostState};
 use crate::sandbox::manager::StepKey;
@@ -49,6 +50,8 @@ pub(crate) enum WasmStepError {
     },
     #[error("plugin.wasm.component {path}: not a step component: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("inputs.artifacts: {0}")]
+    Inputs(String),
 }
 
 /// The `plugin.wasm` object of a resolved template, and the inputs it gets.
@@ -103,6 +106,79 @@ fn parse(template: &Value) -> Result<Spec, WasmStepError> {
             artifacts: Vec::new(),
         },
     })
+}
+
+/// The input artifacts of `template`, read into memory for `step-input.artifacts`.
+///
+/// They are staged exactly as for a process step (raw data, repository
+/// objects, a gzip'd tar's single entry, `subPath`, `optional`) into
+/// `<dir>/root`, each at `/in/<index>` whatever its `path`: a Wasm step has no
+/// filesystem, so `path` is irrelevant and may be absent. A directory is
+/// refused (a Wasm step gets files by value). `dir` is removed afterwards.
+fn read_inputs(
+    repos: &Repositories,
+    template: &Value,
+    dir: &Path,
+) -> Result<Vec<ArtifactData>, WasmStepError> {
+    let Some(list) = template
+        .pointer("/inputs/artifacts")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut staged = template.clone();
+    let names: Vec<String> = list
+        .iter()
+        .map(|a| {
+            a.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    for (i, a) in staged
+        .pointer_mut("/inputs/artifacts")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(o) = a.as_object_mut() {
+            o.insert("path".into(), Value::String(format!("/in/{i}")));
+        }
+    }
+    let (root, scratch) = (dir.join("root"), dir.join("scratch"));
+    let res = (|| {
+        for d in [&root, &scratch] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        stage::place_inputs(repos, &staged, &root, &scratch)?;
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let p = root.join("in").join(i.to_string());
+            match std::fs::symlink_metadata(&p) {
+                Err(_) => continue, // optional and absent
+                Ok(m) if !m.is_file() => {
+                    return Err(format!(
+                        "input artifact '{name}' is a directory; a Wasm step takes files"
+                    ));
+                }
+                Ok(_) => {}
+            }
+            let data = std::fs::read(&p).map_err(|e| format!("input artifact '{name}': {e}"))?;
+            out.push(ArtifactData {
+                name: name.clone(),
+                data,
+            });
+        }
+        Ok(out)
+    })();
+    let _ = std::fs::remove_dir_all(dir);
+    if let Some(step_dir) = dir.parent() {
+        let _ = std::fs::remove_dir(step_dir); // only if nothing else is there
+    }
+    res.map_err(WasmStepError::Inputs)
 }
 
 impl Drivers {
@@ -166,10 +242,29 @@ impl Drivers {
 
     /// Run one `plugin: {wasm: …}` step to completion.
     pub(crate) async fn run_wasm_step(&self, req: &StepRequest) -> StepOutcome {
-        let spec = match parse(&req.template) {
+        let mut spec = match parse(&req.template) {
             Ok(s) => s,
             Err(e) => return StepOutcome::error(e.to_string()),
         };
+        let step = StepKey {
+            workflow_uid: req.workflow_uid.clone(),
+            node_id: req.node_id.clone(),
+            attempt: req.attempt,
+        };
+        if stage::has_inputs(&req.template) {
+            let (repos, template) = (self.inner.repos.clone(), req.template.clone());
+            let dir = self
+                .inner
+                .caps
+                .processes
+                .step_dir(&step)
+                .join("wasm-inputs");
+            match tokio::task::spawn_blocking(move || read_inputs(&repos, &template, &dir)).await {
+                Ok(Ok(a)) => spec.input.artifacts = a,
+                Ok(Err(e)) => return StepOutcome::error(e.to_string()),
+                Err(e) => return StepOutcome::error(format!("inputs.artifacts: {e}")),
+            }
+        }
         let (name, pre) = match self.step_component(&spec.component).await {
             Ok(v) => v,
             Err(e) => return StepOutcome::error(e.to_string()),
@@ -182,11 +277,7 @@ impl Drivers {
             CallInfo {
                 plugin: name.clone(),
                 grants: Arc::new(Grants::default()),
-                step: Some(StepKey {
-                    workflow_uid: req.workflow_uid.clone(),
-                    node_id: req.node_id.clone(),
-                    attempt: req.attempt,
-                }),
+                step: Some(step),
             },
             self.inner.caps.clone(),
             self.inner.cpu_budget,
@@ -266,5 +357,43 @@ mod tests {
         );
         assert!(parse(&json!({"plugin": {"wasm": {}}})).is_err());
         assert!(parse(&json!({"plugin": {"wasm": {"component": "x", "args": [1]}}})).is_err());
+    }
+
+    #[test]
+    fn input_artifacts_arrive_by_value_raw_and_from_the_repository() {
+        use crate::artifacts::{LocalRepository, Repository, archive};
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = LocalRepository::new(tmp.path().join("repo"));
+        // an upstream step's output: a file packed as Argo's default .tgz
+        std::fs::write(tmp.path().join("words.txt"), "from the repository").unwrap();
+        let key = crate::artifacts::Key::parse("wf/pod/words.tgz").unwrap();
+        let mut w = repo.create(&key).unwrap();
+        archive::pack_tgz(&tmp.path().join("words.txt"), "words.txt", &mut w).unwrap();
+        w.commit().unwrap();
+        let repos = Repositories::new(Arc::new(repo), None);
+        let dir = tmp.path().join("steps/uid/node-0/wasm-inputs");
+        let template = json!({"inputs": {"artifacts": [
+            {"name": "a", "raw": {"data": "raw text"}},
+            {"name": "b", "path": "/tmp/b.txt", "s3": {"key": "wf/pod/words.tgz"}},
+            {"name": "c", "optional": true, "s3": {"key": "wf/pod/none.tgz"}},
+        ]}});
+        let got = read_inputs(&repos, &template, &dir).unwrap();
+        let got: Vec<(&str, &[u8])> = got
+            .iter()
+            .map(|a| (a.name.as_str(), a.data.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", b"raw text".as_slice()),
+                ("b", b"from the repository".as_slice())
+            ]
+        );
+        assert!(!dir.exists() && !dir.parent().unwrap().exists());
+
+        // a missing non-optional input names the artifact
+        let missing = json!({"inputs": {"artifacts": [{"name": "d", "s3": {"key": "wf/x.tgz"}}]}});
+        let e = read_inputs(&repos, &missing, &dir).unwrap_err().to_string();
+        assert!(e.contains("'d'") && e.contains("wf/x.tgz"), "{e}");
     }
 }
