@@ -30,6 +30,7 @@ pub mod config;
 pub mod cpu;
 mod drivers;
 pub mod error;
+pub mod floor;
 pub mod host;
 pub mod runtime;
 pub mod sandbox;

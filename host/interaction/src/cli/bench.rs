@@ -11,8 +11,9 @@
 //! The floor of a **proc** workload is the same `sh -c` commands run by a bash
 //! script (sequential with `$(…)`, parallel with `&` and `wait`), measured in
 //! the same run, interleaved with weft's runs so that noise hits both alike.
-//! **wasm** workloads (a raw wasmtime instantiate+call loop as floor) are
-//! recognised and checked, but have no floor yet.
+//! **wasm** workloads are checked the same way; their floor is a raw wasmtime
+//! instantiate+call loop measured after them (`weft_drivers::floor`), shown
+//! per call beside their per-step time.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -567,7 +568,7 @@ impl Entry {
                 Some(if self.proc {
                     "no floor for this workload"
                 } else {
-                    "the wasm floor (a raw wasmtime instantiate+call loop) comes with Wasm steps"
+                    "floor: the raw wasmtime loop, see WASM FLOOR below"
                 })
             } else {
                 None
@@ -733,6 +734,9 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
         "warmup": args.warmup,
         "workloads": entries.iter().map(|e| e.json(&modes)).collect::<Vec<_>>(),
     });
+    if let Some(f) = wasm_floor(args, &entries, &modes)? {
+        report["wasm_floor"] = f;
+    }
     if args.large {
         let n = args.large_tasks.max(1);
         let known = Known::Large(n);
@@ -855,9 +859,91 @@ fn table(r: &Value) -> String {
             ));
         }
     }
+    out.push_str(&wasm_floor_table(&r["wasm_floor"]));
     out.push_str(
         "\nWEFT, BASH: median wall time of the whole command (cold `weft run`, fresh store); \
          RATIO = weft ÷ bash; OVERHEAD = (weft − bash) ÷ steps; PEAK RSS of the weft process.\n",
+    );
+    out
+}
+
+// ------------------------------------------------------------ wasm floor
+//
+// Issue 3, item 7: the per-step runtime overhead of the wasm workloads beside a
+// raw wasmtime loop measured in the same run (`weft_drivers::floor`: the host's
+// engine config, a fresh store + instance + `step.run` of the arith step per
+// call, no engine, no store, no process).
+
+/// Calls of the raw loop (after its own warm-up): about 0.1 s.
+const FLOOR_CALLS: usize = 3000;
+
+/// The floor and, per wasm workload and mode, the per-step time (median wall
+/// time ÷ steps) against it; `None` when no wasm workload ran.
+fn wasm_floor(
+    args: &BenchArgs,
+    entries: &[Entry],
+    modes: &[&'static str],
+) -> Result<Option<Value>> {
+    if entries.iter().all(|e| e.proc) {
+        return Ok(None);
+    }
+    progress(args, "wasm floor: raw wasmtime instantiate+call loop");
+    let f = tokio::runtime::Handle::current()
+        .block_on(weft_drivers::floor::measure(FLOOR_CALLS, 256 << 20))?;
+    let floor_us = f.per_call_us();
+    let rows: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.proc)
+        .flat_map(|e| {
+            modes.iter().filter_map(move |m| {
+                let s = e.modes.get(m)?;
+                let per_step_us = median(&s.secs)
+                    .filter(|_| s.steps > 0)
+                    .map(|w| w * 1e6 / s.steps as f64);
+                Some(json!({
+                    "workload": e.name,
+                    "durability": m,
+                    "steps": s.steps,
+                    "per_step_us": per_step_us,
+                    "ratio": per_step_us.map(|p| p / floor_us),
+                }))
+            })
+        })
+        .collect();
+    Ok(Some(json!({
+        "what": "fresh store + instance + step.run (arith add) + drop, host engine config",
+        "calls": f.calls,
+        "per_call_us": floor_us,
+        "workloads": rows,
+    })))
+}
+
+fn wasm_floor_table(f: &Value) -> String {
+    let Some(floor_us) = f["per_call_us"].as_f64() else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nWASM FLOOR: raw wasmtime instantiate+call, {} calls: {floor_us:.1} µs per call\n{:<18} {:<8} {:>6} {:>14} {:>10}\n",
+        f["calls"], "WORKLOAD", "MODE", "STEPS", "PER STEP", "÷ FLOOR"
+    );
+    for w in f["workloads"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<18} {:<8} {:>6} {:>14} {:>10}\n",
+            w["workload"].as_str().unwrap_or(""),
+            w["durability"].as_str().unwrap_or(""),
+            w["steps"].to_string(),
+            w["per_step_us"]
+                .as_f64()
+                .map(|p| format!("{p:.0} µs"))
+                .unwrap_or_else(|| "-".into()),
+            w["ratio"]
+                .as_f64()
+                .map(|r| format!("{r:.0}×"))
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    out.push_str(
+        "PER STEP = median wall time of the whole `weft run` ÷ steps (start-up included).\n",
     );
     out
 }
