@@ -35,13 +35,14 @@ spec:
   - name: make
     container:
       image: alpine
-      command: [sh, -c, 'mkdir -p /out/d/sub && echo file-content > /out/f.txt && echo A > /out/d/a.txt && echo B > /out/d/sub/b.txt']
+      command: [sh, -c, 'mkdir -p /out/d/sub && echo file-content > /out/f.txt && echo A > /out/d/a.txt && echo B > /out/d/sub/b.txt && cp -r /out/d /out/e']
     outputs:
       artifacts:
       - {name: done, path: /out/f.txt}
       - {name: rawdir, path: /out/d, archive: {none: {}}}
       - {name: later, path: /out/f.txt, artifactGC: {strategy: OnWorkflowDeletion}}
       - {name: kept, path: /out/d, artifactGC: {strategy: Never}}
+      - {name: rawkept, path: /out/e, archive: {none: {}}, artifactGC: {strategy: Never}}
   - name: use
     inputs:
       artifacts:
@@ -90,12 +91,16 @@ fn write(path: &Path, text: &str) {
 fn check_completion(repo: &Path, wf: &Value) {
     for gone in ["done", "rawdir"] {
         let p = repo.join(key_of(wf, gone));
-        assert!(!has_objects(&p), "{gone} should be collected: {}", p.display());
+        assert!(
+            !has_objects(&p),
+            "{gone} should be collected: {}",
+            p.display()
+        );
         assert!(deleted(wf, gone), "{gone} not marked deleted");
     }
-    for kept in ["later", "kept"] {
+    for kept in ["later", "kept", "rawkept"] {
         let p = repo.join(key_of(wf, kept));
-        assert!(p.is_file(), "{kept} should be kept: {}", p.display());
+        assert!(has_objects(&p), "{kept} should be kept: {}", p.display());
         assert!(!deleted(wf, kept), "{kept} marked deleted");
     }
     assert!(
@@ -108,7 +113,8 @@ fn check_completion(repo: &Path, wf: &Value) {
 fn check_deletion(repo: &Path, keys: &[(String, String)]) {
     for (name, key) in keys {
         let exists = has_objects(&repo.join(key));
-        assert_eq!(exists, name == "kept", "{name} ({key}) exists: {exists}");
+        let never = name == "kept" || name == "rawkept";
+        assert_eq!(exists, never, "{name} ({key}) exists: {exists}");
     }
     assert!(
         repo.join("shared/ext.txt").is_file(),
@@ -117,7 +123,7 @@ fn check_deletion(repo: &Path, keys: &[(String, String)]) {
 }
 
 fn all_keys(wf: &Value) -> Vec<(String, String)> {
-    ["done", "rawdir", "later", "kept"]
+    ["done", "rawdir", "later", "kept", "rawkept"]
         .iter()
         .map(|n| (n.to_string(), key_of(wf, n)))
         .collect()
@@ -251,6 +257,7 @@ fn artifact_gc_through_the_server_api() {
     check_completion(&repo, &wf);
     let name = wf["metadata"]["name"].as_str().unwrap();
     let keys = all_keys(&wf);
+    downloads(&server.url, &wf);
     let url = format!("{}/api/v1/workflows/default/{name}", server.url);
     let (s, v) = call("DELETE", &url, None);
     assert_eq!(s, 200, "{v}");
@@ -337,4 +344,87 @@ fn artifact_gc_on_s3_and_a_failing_gc_keeps_the_workflow_until_forced() {
     let out = home.run(&["delete", name]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     check_deletion(&root, &keys);
+}
+
+fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Argo's download endpoints on a finished `GC` workflow.
+fn downloads(url: &str, wf: &Value) {
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    let uid = wf["metadata"]["uid"].as_str().unwrap();
+    let make = node(wf, "make")["id"].as_str().unwrap();
+    // /artifacts/: the stored object as is, named by its key
+    for base in [
+        format!("{url}/artifacts/default/{name}/{make}"),
+        format!("{url}/artifacts-by-uid/{uid}/{make}"),
+    ] {
+        let (s, h, b) = http("GET", &format!("{base}/later"), None);
+        assert_eq!(s, 200, "{}", text(&b));
+        assert_eq!(&b[..2], &[0x1f, 0x8b], "not the stored tgz");
+        assert_eq!(
+            h["content-disposition"], "attachment; filename=\"later.tgz\"",
+            "{h:?}"
+        );
+    }
+    // /artifact-files/: the file inside the tgz; a directory is listed
+    for files in [
+        format!("{url}/artifact-files/default/workflows/{name}/{make}/outputs"),
+        format!("{url}/artifact-files/default/archived-workflows/{uid}/{make}/outputs"),
+    ] {
+        let (s, _, b) = http("GET", &format!("{files}/later"), None);
+        assert_eq!((s, text(&b).as_str()), (200, "file-content\n"));
+        for dir in ["kept", "rawkept"] {
+            let (s, h, _) = http("GET", &format!("{files}/{dir}"), None);
+            assert_eq!(s, 307, "{dir}");
+            assert!(
+                h["location"]
+                    .to_str()
+                    .unwrap()
+                    .ends_with(&format!("/{dir}/"))
+            );
+            let (s, h, b) = http("GET", &format!("{files}/{dir}/"), None);
+            let html = text(&b);
+            assert_eq!(s, 200, "{html}");
+            assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+            assert!(
+                html.contains("href=\"a.txt\"") && html.contains("href=\"sub/\""),
+                "{dir}: {html}"
+            );
+            let (s, h, b) = http("GET", &format!("{files}/{dir}/sub/b.txt"), None);
+            assert_eq!((s, text(&b).as_str()), (200, "B\n"), "{dir}");
+            assert_eq!(h["content-security-policy"], "sandbox");
+            let (s, _, b) = http("GET", &format!("{files}/{dir}/nope.txt"), None);
+            assert_eq!(s, 404, "{dir}: {}", text(&b));
+        }
+    }
+    // 404s in Argo's shape: unknown workflow, node, artifact; collected by GC
+    let not_found = |path: &str, says: &str| {
+        let (s, v) = call("GET", &format!("{url}{path}"), None);
+        assert_eq!(s, 404, "{path}: {v}");
+        assert_eq!(v["code"], 5, "{v}");
+        let m = v["message"].as_str().unwrap();
+        assert!(m.contains(says), "{path}: {m}");
+    };
+    not_found(
+        &format!("/artifacts/default/nope/{make}/later"),
+        "not found",
+    );
+    not_found(
+        &format!("/artifacts/default/{name}/nope/later"),
+        "node \"nope\"",
+    );
+    not_found(
+        &format!("/artifacts/default/{name}/{make}/nope"),
+        "artifact \"nope\"",
+    );
+    not_found(
+        &format!("/artifacts/default/{name}/{make}/done"),
+        "artifact GC",
+    );
+    not_found(
+        &format!("/artifact-files/default/workflows/{name}/{make}/outputs/rawdir/a.txt"),
+        "artifact GC",
+    );
 }

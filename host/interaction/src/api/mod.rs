@@ -8,7 +8,8 @@
 //! logs, streamed), [`templates`] (workflow templates, cluster workflow
 //! templates, cron workflows), [`archive`] (finished workflows), [`events`]
 //! (the events webhook and WorkflowEventBindings), [`sync`] (semaphore
-//! limits), [`info`] (version, info, userinfo, `/metrics`).
+//! limits), [`info`] (version, info, userinfo, `/metrics`), [`artifacts`]
+//! (Argo's `/artifacts/…` and `/artifact-files/…` downloads, streamed).
 //!
 //! Errors are [`ApiError`]s: Argo's `{"code", "message"}` body with the
 //! matching HTTP status. Auth is in [`auth`]. The server runs the engine in
@@ -17,6 +18,7 @@
 
 pub mod actions;
 pub mod archive;
+pub mod artifacts;
 pub mod auth;
 pub mod error;
 pub mod events;
@@ -141,6 +143,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(events::routes())
         .merge(sync::routes())
         .merge(info::routes())
+        .merge(artifacts::routes())
         .fallback(|| async { ApiError::NotFound("Not Found: no such API route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
