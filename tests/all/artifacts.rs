@@ -19,7 +19,7 @@ fn logs(home: &Home, wf: &Value) -> String {
     stdout(&home.run(&["logs", name]))
 }
 
-const PASS: &str = r#"kind: Workflow
+pub(crate) const PASS: &str = r#"kind: Workflow
 metadata: {generateName: pass-}
 spec:
   entrypoint: main
@@ -362,5 +362,67 @@ spec:
     assert!(
         !all.contains(wrong) && !all.contains(S3_SECRET_KEY),
         "{all}"
+    );
+}
+
+/// `artifactRepositoryRef` → `[artifacts.repositories.NAME]`, each repository
+/// with its own `keyFormat`; an unknown ref is refused at submission.
+#[test]
+fn named_repositories_and_key_formats() {
+    let home = Home::new();
+    home.file(
+        "weft.toml",
+        r#"[artifacts.default]
+key_format = "d/{{workflow.name}}/{{pod.name}}"
+[artifacts.repositories."team-repos/a"]
+local = { path = "team-a" }
+key_format = "{{workflow.creationTimestamp.Y}}/{{workflow.namespace}}/{{workflow.name}}/{{pod.name}}"
+"#,
+    );
+    // default repository, its keyFormat
+    let (code, wf) = run(&home, "pass.yaml", PASS);
+    assert_eq!(code, Some(0), "{wf:#}");
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    let a = &node(&wf, "make")["outputs"]["artifacts"][0];
+    let key = a["s3"]["key"].as_str().unwrap();
+    assert!(key.starts_with(&format!("d/{name}/")), "{a}");
+    assert!(a["s3"].get("repository").is_none(), "{a}");
+    assert!(home.path().join("artifacts").join(key).is_file());
+    // the named repository: another ConfigMap than Argo's default, so NAME is configMap/key
+    let yaml = PASS.replacen(
+        "spec:\n",
+        "spec:\n  artifactRepositoryRef: {configMap: team-repos, key: a}\n",
+        1,
+    );
+    let (code, wf) = run(&home, "ref.yaml", &yaml);
+    assert_eq!(code, Some(0), "{wf:#}");
+    let out = node(&wf, "use")["outputs"]["result"].as_str().unwrap();
+    assert_eq!(
+        out,
+        "file=file-content a=A b=B raw=file-content rawdir=B one=B"
+    );
+    let name = wf["metadata"]["name"].as_str().unwrap();
+    let year = &wf["metadata"]["creationTimestamp"].as_str().unwrap()[..4];
+    let a = &node(&wf, "make")["outputs"]["artifacts"][0];
+    assert_eq!(a["s3"]["repository"], "team-repos/a", "{a}");
+    let key = a["s3"]["key"].as_str().unwrap();
+    assert!(key.starts_with(&format!("{year}/default/{name}/")), "{key}");
+    assert!(home.path().join("team-a").join(key).is_file(), "{key}");
+    assert!(!home.path().join("artifacts").join(year).exists());
+    // an unknown ref: refused before anything runs, naming the ref
+    let yaml = PASS.replacen(
+        "spec:\n",
+        "spec:\n  artifactRepositoryRef: {configMap: team-repos, key: nope}\n",
+        1,
+    );
+    let f = home.file("bad-ref.yaml", &yaml);
+    let out = home.run(&["run", f.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let e = stderr(&out);
+    assert!(
+        e.contains("artifactRepositoryRef")
+            && e.contains("\"team-repos/nope\"")
+            && e.contains("team-repos/a"),
+        "{e}"
     );
 }

@@ -5,6 +5,7 @@
 mod api;
 mod artifact_gc;
 mod artifacts;
+mod azure;
 mod bad_input;
 mod bench;
 mod cli;

@@ -101,6 +101,7 @@ impl App {
         dopts.memory_limit_bytes = self.config.drivers.memory_limit_mb << 20;
         dopts.keep_step_dirs = self.config.drivers.keep_step_dirs;
         dopts.artifact_repository = self.config.artifact_repository.clone();
+        dopts.artifact_repositories = self.config.artifact_repositories.clone();
         let drivers = Drivers::new(dopts, self.store.log_sink(), notifier)
             .await
             .context("loading plugins")?;
@@ -119,6 +120,7 @@ impl App {
             semaphore_limits: self.config.semaphores.clone(),
             metrics: self.engine_metrics.clone(),
             replica: replica.clone(),
+            artifact_repositories: self.config.artifact_key_formats.clone(),
             ..EngineOptions::default()
         };
         let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);

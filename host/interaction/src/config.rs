@@ -3,12 +3,13 @@
 //! One `*Options` struct per subsystem; unknown keys in `weft.toml` are an
 //! error that names the key, never silently ignored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weft_drivers::artifacts::{S3Options, Secret};
+use weft_drivers::artifacts::{AzureOptions, GcsOptions, S3Options, Secret};
 use weft_drivers::{PluginConfig, RepositoryOptions};
+use weft_engine::machine::artifacts::ArtifactRepositories;
 
 /// Errors reading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -87,14 +88,105 @@ pub struct ArtifactsSection {
     /// `[artifacts.default]`: the repository of every key-only artifact and
     /// every output without a location (Argo's default artifact repository).
     pub default: RepositorySection,
+    /// `[artifacts.repositories.NAME]`: named repositories, the targets of
+    /// Argo's `spec.artifactRepositoryRef: {configMap, key}` — NAME is `key`
+    /// for Argo's default ConfigMap `artifact-repositories` (or none),
+    /// `"configMap/key"` otherwise.
+    pub repositories: BTreeMap<String, RepositorySection>,
 }
 
-/// One artifact repository: exactly one kind, `local` or `s3`.
+/// One artifact repository: exactly one kind, `local`, `s3`, `azure` or `gcs`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepositorySection {
     pub local: Option<LocalRepositorySection>,
     pub s3: Option<S3RepositorySection>,
+    pub azure: Option<AzureRepositorySection>,
+    pub gcs: Option<GcsRepositorySection>,
+    /// Argo's `keyFormat`: the prefix of default output keys, a template over
+    /// `workflow.*` and `pod.name` (default `{{workflow.name}}/{{pod.name}}`).
+    /// Also accepted inside the kind, as Argo spells it (`s3.keyFormat`,
+    /// `gcs.keyFormat`, `azure.blobNameFormat`).
+    #[serde(alias = "keyFormat")]
+    pub key_format: Option<String>,
+}
+
+/// Argo's `{name, key}` reference to a Kubernetes secret; locally the
+/// environment variable `WEFT_SECRET_<NAME>_<KEY>` (upper-cased, `-`/`.` as
+/// `_`), as for the secrets granted to plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+impl SecretRef {
+    pub fn env_var(&self) -> String {
+        format!("WEFT_SECRET_{}_{}", self.name, self.key)
+            .to_ascii_uppercase()
+            .replace(['-', '.'], "_")
+    }
+}
+
+/// `azure = { endpoint = "…", container = "…", … }`: a container of an Azure
+/// storage account. The shape of Argo's `AzureArtifactRepository`; Argo's
+/// camelCase spellings are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureRepositorySection {
+    /// The account's blob endpoint, `https://<account>.blob.core.windows.net`
+    /// or Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: Option<String>,
+    pub container: String,
+    /// Default: from the endpoint.
+    pub account: Option<String>,
+    /// The account key inline, or the environment variable holding it, or
+    /// Argo's `accountKeySecret: {name, key}` (`WEFT_SECRET_<NAME>_<KEY>`).
+    /// None: the environment's Azure credentials.
+    #[serde(alias = "accountKey")]
+    pub account_key: Option<Secret>,
+    #[serde(alias = "accountKeyEnv")]
+    pub account_key_env: Option<String>,
+    #[serde(alias = "accountKeySecret")]
+    pub account_key_secret: Option<SecretRef>,
+    /// Prepended to every blob name.
+    #[serde(default, alias = "keyPrefix")]
+    pub key_prefix: String,
+    /// Azurite: its default endpoint, account and key unless given.
+    #[serde(default, alias = "useEmulator")]
+    pub use_emulator: bool,
+    /// Argo's `useSDKCreds`: the environment's credential chain, no key.
+    #[serde(default, alias = "useSDKCreds")]
+    pub use_sdk_creds: bool,
+    /// Argo's `blobNameFormat` (this repository's `keyFormat`).
+    #[serde(alias = "blobNameFormat")]
+    pub blob_name_format: Option<String>,
+}
+
+/// `gcs = { bucket = "…", … }`: a Google Cloud Storage bucket, Argo's
+/// `GCSArtifactRepository`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcsRepositorySection {
+    pub bucket: String,
+    #[serde(default, alias = "keyPrefix")]
+    pub key_prefix: String,
+    /// A service-account key (JSON) inline, from an environment variable, from
+    /// Argo's `serviceAccountKeySecret: {name, key}`, or a key file. None:
+    /// `GOOGLE_APPLICATION_CREDENTIALS` and the other default credentials.
+    #[serde(alias = "serviceAccountKey")]
+    pub service_account_key: Option<Secret>,
+    #[serde(alias = "serviceAccountKeyEnv")]
+    pub service_account_key_env: Option<String>,
+    #[serde(alias = "serviceAccountKeySecret")]
+    pub service_account_key_secret: Option<SecretRef>,
+    #[serde(alias = "serviceAccountKeyPath")]
+    pub service_account_key_path: Option<PathBuf>,
+    /// Another endpoint than `https://storage.googleapis.com`.
+    pub endpoint: Option<String>,
+    #[serde(alias = "keyFormat")]
+    pub key_format: Option<String>,
 }
 
 /// `s3 = { endpoint = "…", bucket = "…", … }`: a bucket of any S3-compatible
@@ -129,6 +221,9 @@ pub struct S3RepositorySection {
     pub access_key_env: Option<String>,
     #[serde(alias = "secretKeyEnv")]
     pub secret_key_env: Option<String>,
+    /// Argo's `keyFormat` (this repository's).
+    #[serde(alias = "keyFormat")]
+    pub key_format: Option<String>,
 }
 
 /// `local = { path = "…" }`: a host directory (relative: to weft.toml's directory).
@@ -172,6 +267,10 @@ pub struct Config {
     pub server: ServerSection,
     /// The default artifact repository (`local` at `<home>/artifacts` unless configured).
     pub artifact_repository: RepositoryOptions,
+    /// Named artifact repositories (`[artifacts.repositories.NAME]`).
+    pub artifact_repositories: BTreeMap<String, RepositoryOptions>,
+    /// What the engine needs of them: names and `keyFormat`s.
+    pub artifact_key_formats: ArtifactRepositories,
 }
 
 fn default_home() -> PathBuf {
@@ -272,8 +371,23 @@ impl Config {
                 }
             }
         }
-        let artifact_repository =
-            Self::artifact_repository(&file.artifacts.default, path.as_deref(), &home)?;
+        let (artifact_repository, default_key_format) = Self::artifact_repository(
+            &file.artifacts.default,
+            "[artifacts.default]",
+            path.as_deref(),
+            Some(&home),
+        )?;
+        let mut artifact_repositories = BTreeMap::new();
+        let mut artifact_key_formats = ArtifactRepositories {
+            default_key_format,
+            named: BTreeMap::new(),
+        };
+        for (name, r) in &file.artifacts.repositories {
+            let label = format!("[artifacts.repositories.\"{name}\"]");
+            let (o, f) = Self::artifact_repository(r, &label, path.as_deref(), None)?;
+            artifact_repositories.insert(name.clone(), o);
+            artifact_key_formats.named.insert(name.clone(), f);
+        }
         let cache_dir = std::env::var_os("WEFT_CACHE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("cache"));
@@ -290,70 +404,177 @@ impl Config {
             semaphores: file.semaphores,
             server: file.server,
             artifact_repository,
+            artifact_repositories,
+            artifact_key_formats,
         })
     }
 
-    /// `[artifacts.default]`: a local directory (default `<home>/artifacts`;
-    /// relative paths are to weft.toml's directory) or an S3 bucket.
+    /// One repository section (`label` names it in errors): a local
+    /// directory (relative paths are to weft.toml's directory; without any
+    /// kind, `<home>/artifacts` for the default and an error for a named
+    /// one), an S3 bucket, an Azure container or a GCS bucket; and its
+    /// `keyFormat`.
     fn artifact_repository(
         r: &RepositorySection,
+        label: &str,
         path: Option<&Path>,
-        home: &Path,
-    ) -> Result<RepositoryOptions, ConfigError> {
+        home: Option<&Path>,
+    ) -> Result<(RepositoryOptions, Option<String>), ConfigError> {
         let file_err = |message: String| ConfigError::File {
             path: path.map(|p| p.display().to_string()).unwrap_or_default(),
             message,
         };
-        match (&r.local, &r.s3) {
-            (Some(_), Some(_)) => Err(file_err(
-                "[artifacts.default]: set one of 'local' and 's3', not both".into(),
-            )),
-            (Some(l), None) => Ok(RepositoryOptions::Local {
-                path: match path.and_then(Path::parent) {
-                    Some(d) if l.path.is_relative() => d.join(&l.path),
-                    _ => l.path.clone(),
-                },
-            }),
-            (None, None) => Ok(RepositoryOptions::Local {
+        let relative = |p: &Path| match path.and_then(Path::parent) {
+            Some(d) if p.is_relative() => d.join(p),
+            _ => p.to_path_buf(),
+        };
+        let from_env =
+            |field: String, var: &Option<String>| -> Result<Option<String>, ConfigError> {
+                let Some(var) = var else { return Ok(None) };
+                std::env::var(var).map(Some).map_err(|_| ConfigError::Env {
+                    name: var.clone(),
+                    message: format!("not set ({label} {field} names it)"),
+                })
+            };
+        let from_secret =
+            |field: String, r: &Option<SecretRef>| -> Result<Option<String>, ConfigError> {
+                let Some(r) = r else { return Ok(None) };
+                from_env(field, &Some(r.env_var()))
+            };
+        let kinds = [
+            r.local.is_some(),
+            r.s3.is_some(),
+            r.azure.is_some(),
+            r.gcs.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            return Err(file_err(format!(
+                "{label}: set one of 'local', 's3', 'azure' and 'gcs', not both"
+            )));
+        }
+        let mut inner_format = None;
+        let opts = if let Some(l) = &r.local {
+            RepositoryOptions::Local {
+                path: relative(&l.path),
+            }
+        } else if let Some(s) = &r.s3 {
+            if s.bucket.is_empty() {
+                return Err(file_err(format!("{label} s3: 'bucket' is empty")));
+            }
+            let access_key = match from_env("s3.access_key_env".into(), &s.access_key_env)? {
+                Some(k) => Some(k),
+                None => s.access_key.clone(),
+            };
+            let secret_key = match from_env("s3.secret_key_env".into(), &s.secret_key_env)? {
+                Some(k) => Some(Secret(k)),
+                None => s.secret_key.clone(),
+            };
+            if access_key.is_some() != secret_key.is_some() {
+                return Err(file_err(format!(
+                    "{label} s3: give both the access key and the secret key, or neither (then AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+                )));
+            }
+            inner_format = s.key_format.clone();
+            RepositoryOptions::S3(S3Options {
+                endpoint: s.endpoint.clone().filter(|e| !e.is_empty()),
+                bucket: s.bucket.clone(),
+                region: s.region.clone(),
+                key_prefix: s.key_prefix.clone(),
+                insecure: s.insecure,
+                virtual_hosted: s.virtual_hosted,
+                access_key,
+                secret_key,
+            })
+        } else if let Some(a) = &r.azure {
+            if a.container.is_empty() {
+                return Err(file_err(format!("{label} azure: 'container' is empty")));
+            }
+            let given = [
+                a.account_key.is_some(),
+                a.account_key_env.is_some(),
+                a.account_key_secret.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() > 1 {
+                return Err(file_err(format!(
+                    "{label} azure: give one of account_key, account_key_env and account_key_secret"
+                )));
+            }
+            let account_key = match (
+                from_env("azure.account_key_env".into(), &a.account_key_env)?,
+                from_secret("azure.account_key_secret".into(), &a.account_key_secret)?,
+            ) {
+                (Some(k), _) | (None, Some(k)) => Some(Secret(k)),
+                (None, None) => a.account_key.clone(),
+            };
+            if a.endpoint.is_none() && a.account.is_none() && !a.use_emulator {
+                return Err(file_err(format!(
+                    "{label} azure: give 'endpoint' (https://<account>.blob.core.windows.net) or 'account'"
+                )));
+            }
+            inner_format = a.blob_name_format.clone();
+            RepositoryOptions::Azure(AzureOptions {
+                endpoint: a.endpoint.clone().filter(|e| !e.is_empty()),
+                container: a.container.clone(),
+                account: a.account.clone(),
+                account_key,
+                key_prefix: a.key_prefix.clone(),
+                use_emulator: a.use_emulator,
+                use_sdk_creds: a.use_sdk_creds,
+            })
+        } else if let Some(g) = &r.gcs {
+            if g.bucket.is_empty() {
+                return Err(file_err(format!("{label} gcs: 'bucket' is empty")));
+            }
+            let key = match (
+                from_env(
+                    "gcs.service_account_key_env".into(),
+                    &g.service_account_key_env,
+                )?,
+                from_secret(
+                    "gcs.service_account_key_secret".into(),
+                    &g.service_account_key_secret,
+                )?,
+            ) {
+                (Some(k), _) | (None, Some(k)) => Some(Secret(k)),
+                (None, None) => g.service_account_key.clone(),
+            };
+            if key.is_some() && g.service_account_key_path.is_some() {
+                return Err(file_err(format!(
+                    "{label} gcs: give a service account key or a key path, not both"
+                )));
+            }
+            inner_format = g.key_format.clone();
+            RepositoryOptions::Gcs(GcsOptions {
+                bucket: g.bucket.clone(),
+                key_prefix: g.key_prefix.clone(),
+                service_account_key: key,
+                service_account_path: g.service_account_key_path.as_deref().map(relative),
+                endpoint: g.endpoint.clone().filter(|e| !e.is_empty()),
+            })
+        } else if let Some(home) = home {
+            RepositoryOptions::Local {
                 path: home.join("artifacts"),
-            }),
-            (None, Some(s)) => {
-                if s.bucket.is_empty() {
-                    return Err(file_err("[artifacts.default] s3: 'bucket' is empty".into()));
-                }
-                let from_env =
-                    |field: &str, var: &Option<String>| -> Result<Option<String>, ConfigError> {
-                        let Some(var) = var else { return Ok(None) };
-                        std::env::var(var).map(Some).map_err(|_| ConfigError::Env {
-                            name: var.clone(),
-                            message: format!("not set ([artifacts.default] s3.{field} names it)"),
-                        })
-                    };
-                let access_key = match from_env("access_key_env", &s.access_key_env)? {
-                    Some(k) => Some(k),
-                    None => s.access_key.clone(),
-                };
-                let secret_key = match from_env("secret_key_env", &s.secret_key_env)? {
-                    Some(k) => Some(Secret(k)),
-                    None => s.secret_key.clone(),
-                };
-                if access_key.is_some() != secret_key.is_some() {
-                    return Err(file_err(
-                        "[artifacts.default] s3: give both the access key and the secret key, or neither (then AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into(),
-                    ));
-                }
-                Ok(RepositoryOptions::S3(S3Options {
-                    endpoint: s.endpoint.clone().filter(|e| !e.is_empty()),
-                    bucket: s.bucket.clone(),
-                    region: s.region.clone(),
-                    key_prefix: s.key_prefix.clone(),
-                    insecure: s.insecure,
-                    virtual_hosted: s.virtual_hosted,
-                    access_key,
-                    secret_key,
-                }))
+            }
+        } else {
+            return Err(file_err(format!(
+                "{label}: set one of 'local', 's3', 'azure' and 'gcs'"
+            )));
+        };
+        let key_format = match (&r.key_format, inner_format) {
+            (Some(_), Some(_)) => {
+                return Err(file_err(format!(
+                    "{label}: 'key_format' is given twice (beside and inside the kind)"
+                )));
+            }
+            (Some(f), None) => Some(f.clone()),
+            (None, f) => f,
+        };
+        if let Some(f) = &key_format {
+            if f.trim_matches('/').is_empty() {
+                return Err(file_err(format!("{label}: 'key_format' is empty")));
             }
         }
+        Ok((opts, key_format))
     }
 
     fn read_file(p: &Path, must_exist: bool) -> Result<FileConfig, ConfigError> {
@@ -435,6 +656,87 @@ mod tests {
                 .to_string();
             let expected = ["buckit", "not both", "both the access key"];
             assert!(expected.iter().any(|x| e.contains(x)), "{e}");
+        }
+    }
+
+    #[test]
+    fn azure_gcs_and_named_repositories_with_key_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weft.toml");
+        // SAFETY: only this test reads this variable.
+        unsafe { std::env::set_var("WEFT_SECRET_AZ_CREDS_KEY", "a2V5LWZyb20tc2VjcmV0") };
+        std::fs::write(
+            &p,
+            r#"
+[artifacts.default]
+keyFormat = "runs/{{workflow.creationTimestamp.Y}}/{{workflow.name}}/{{pod.name}}"
+azure = { endpoint = "http://127.0.0.1:10000/devstoreaccount1", container = "art", accountKeySecret = { name = "az-creds", key = "key" } }
+
+[artifacts.repositories.team-a]
+gcs = { bucket = "team-a", serviceAccountKeyPath = "sa.json", keyFormat = "a/{{pod.name}}" }
+
+[artifacts.repositories."my-repos/b"]
+s3 = { endpoint = "127.0.0.1:9000", bucket = "b", insecure = true }
+"#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), Some(dir.path())).unwrap();
+        let RepositoryOptions::Azure(a) = &c.artifact_repository else {
+            panic!("{:?}", c.artifact_repository)
+        };
+        assert_eq!(a.container, "art");
+        assert_eq!(a.account_key.as_ref().unwrap().0, "a2V5LWZyb20tc2VjcmV0");
+        assert_eq!(a.account_name().unwrap(), "devstoreaccount1");
+        let RepositoryOptions::Gcs(g) = &c.artifact_repositories["team-a"] else {
+            panic!("{:?}", c.artifact_repositories)
+        };
+        assert_eq!(
+            g.service_account_path.as_deref(),
+            Some(dir.path().join("sa.json").as_path())
+        );
+        assert!(matches!(
+            c.artifact_repositories["my-repos/b"],
+            RepositoryOptions::S3(_)
+        ));
+        let f = &c.artifact_key_formats;
+        assert_eq!(
+            f.default_key_format.as_deref(),
+            Some("runs/{{workflow.creationTimestamp.Y}}/{{workflow.name}}/{{pod.name}}")
+        );
+        assert_eq!(f.named["team-a"].as_deref(), Some("a/{{pod.name}}"));
+        assert_eq!(f.named["my-repos/b"], None);
+        assert!(!format!("{c:?}").contains("a2V5LWZyb20tc2VjcmV0"));
+        for (bad, expected) in [
+            (
+                "[artifacts.repositories.x]\n",
+                "[artifacts.repositories.\"x\"]: set one of",
+            ),
+            (
+                "[artifacts.default]\nazure = { container = \"c\" }\n",
+                "give 'endpoint'",
+            ),
+            (
+                "[artifacts.default]\nazure = { container = \"c\", use_emulator = true, containr = 1 }\n",
+                "containr",
+            ),
+            (
+                "[artifacts.default]\nkey_format = \"x\"\ns3 = { bucket = \"b\", keyFormat = \"y\" }\n",
+                "given twice",
+            ),
+            (
+                "[artifacts.default]\nazure = { container = \"c\", account = \"a\", accountKeySecret = { name = \"nope\", key = \"k\" } }\n",
+                "WEFT_SECRET_NOPE_K",
+            ),
+            (
+                "[artifacts.default]\ngcs = { bucket = \"b\" }\nlocal = { path = \"x\" }\n",
+                "not both",
+            ),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = Config::load(Some(&p), Some(dir.path()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{bad}: {e}");
         }
     }
 }

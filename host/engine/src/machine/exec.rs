@@ -695,7 +695,14 @@ impl Machine {
                     m.insert("outputs".into(), o);
                 }
                 if node_type == NodeType::Pod {
-                    let prefix = format!("{}/{}", self.wf.name, vars.get("pod.name").unwrap_or(id));
+                    let repo = self.wf.artifact_repository.as_ref();
+                    let prefix = match super::artifacts::key_prefix(repo, &vars, id) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.finish(id, Phase::Error, Some(e));
+                            return;
+                        }
+                    };
                     let spec_logs = self
                         .wf
                         .workflow
@@ -704,7 +711,8 @@ impl Machine {
                         .get("archiveLogs")
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
-                    super::artifacts::plan_leaf(&mut v, &prefix, spec_logs);
+                    let name = repo.and_then(|r| r.name.as_deref());
+                    super::artifacts::plan_leaf(&mut v, &prefix, spec_logs, name);
                 }
                 v
             }

@@ -11,7 +11,7 @@
 //! wrap attempts, exit handlers run after their node, and node names and ids
 //! match Argo's so clients and UIs that parse them keep working.
 
-mod artifacts;
+pub mod artifacts;
 mod exec;
 mod node;
 mod scope;
@@ -82,6 +82,11 @@ pub struct WorkflowState {
     pub exit_node: Option<NodeId>,
     #[serde(default)]
     pub entrypoint: String,
+    /// The repository of key-only artifacts (`spec.artifactRepositoryRef`
+    /// resolved at submission); `None` (also every workflow stored before
+    /// it existed): the default repository, Argo's default key format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_repository: Option<artifacts::WorkflowRepository>,
 }
 
 /// Something that happened.
@@ -221,6 +226,7 @@ impl Machine {
             next_seq: 0,
             exit_node: None,
             entrypoint,
+            artifact_repository: None,
         };
         Ok(Self::restore(wf, Vec::new()))
     }
@@ -255,6 +261,13 @@ impl Machine {
             m.nodes.insert(n.id.clone(), n);
         }
         m
+    }
+
+    /// Fix the repository of the workflow's key-only artifacts (at submission,
+    /// before the first event; see [`artifacts::ArtifactRepositories::resolve`]).
+    pub fn set_artifact_repository(&mut self, repo: artifacts::WorkflowRepository) {
+        self.wf.artifact_repository = Some(repo);
+        self.wf_dirty = true;
     }
 
     pub fn state(&self) -> &WorkflowState {

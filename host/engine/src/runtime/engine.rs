@@ -68,6 +68,9 @@ pub struct EngineOptions {
     pub batch_max: usize,
     /// Where to report step and driver-call latencies (none: not measured).
     pub metrics: Option<Arc<dyn EngineMetrics>>,
+    /// Names and key formats of the artifact repositories, for
+    /// `spec.artifactRepositoryRef` (resolved at submission) and default keys.
+    pub artifact_repositories: crate::machine::artifacts::ArtifactRepositories,
 }
 
 impl Default for EngineOptions {
@@ -77,6 +80,7 @@ impl Default for EngineOptions {
             batch_max: 2048,
             replica: None,
             metrics: None,
+            artifact_repositories: Default::default(),
         }
     }
 }
@@ -666,8 +670,14 @@ impl Owner {
         wf.metadata.uid = Some(uid.clone());
         wf.metadata.creation_timestamp = Some(crate::machine::rfc3339(now));
         wf.status = None;
-        let machine = Machine::new(wf.clone(), uid.clone(), stored, now)
+        let repo = self
+            .opts
+            .artifact_repositories
+            .resolve(wf.spec.artifact_repository_ref.as_ref())
+            .map_err(EngineError::Invalid)?;
+        let mut machine = Machine::new(wf.clone(), uid.clone(), stored, now)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        machine.set_artifact_repository(repo);
         let rec = WorkflowRecord {
             uid: uid.clone(),
             namespace: wf.namespace().to_string(),
