@@ -157,7 +157,10 @@ fn conformance(classes: &[&str], repository: Option<RepositoryOptions>, store_ur
         // (artifact-repository-ref.yaml): here, a named repository.
         let my_key = config.artifact_repository.clone();
         config.artifact_repositories.insert("my-key".into(), my_key);
-        config.artifact_key_formats.named.insert("my-key".into(), None);
+        config
+            .artifact_key_formats
+            .named
+            .insert("my-key".into(), None);
         if let Some(u) = store_url {
             config.store_url = u;
         }

@@ -569,10 +569,10 @@ impl Config {
             (Some(f), None) => Some(f.clone()),
             (None, f) => f,
         };
-        if let Some(f) = &key_format {
-            if f.trim_matches('/').is_empty() {
-                return Err(file_err(format!("{label}: 'key_format' is empty")));
-            }
+        if let Some(f) = &key_format
+            && f.trim_matches('/').is_empty()
+        {
+            return Err(file_err(format!("{label}: 'key_format' is empty")));
         }
         Ok((opts, key_format))
     }
