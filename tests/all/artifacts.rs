@@ -409,6 +409,30 @@ key_format = "{{workflow.creationTimestamp.Y}}/{{workflow.namespace}}/{{workflow
     assert!(key.starts_with(&format!("{year}/default/{name}/")), "{key}");
     assert!(home.path().join("team-a").join(key).is_file(), "{key}");
     assert!(!home.path().join("artifacts").join(year).exists());
+    // artifact GC finds the named repository too
+    let gc = r#"kind: Workflow
+metadata: {generateName: gc-ref-}
+spec:
+  entrypoint: m
+  artifactRepositoryRef: {configMap: team-repos, key: a}
+  artifactGC: {strategy: OnWorkflowCompletion}
+  templates:
+  - name: m
+    container: {image: alpine, command: [sh, -c, 'echo x > /tmp/x']}
+    outputs:
+      artifacts:
+      - {name: x, path: /tmp/x}
+"#;
+    let (code, wf) = run(&home, "gc.yaml", gc);
+    assert_eq!(code, Some(0), "{wf:#}");
+    let name = wf["metadata"]["name"].as_str().unwrap().to_string();
+    let a = &node(&wf, &name)["outputs"]["artifacts"][0];
+    let key = a["s3"]["key"].as_str().unwrap();
+    assert_eq!(a["s3"]["repository"], "team-repos/a", "{a}");
+    assert!(
+        !home.path().join("team-a").join(key).exists(),
+        "{key} not collected"
+    );
     // an unknown ref: refused before anything runs, naming the ref
     let yaml = PASS.replacen(
         "spec:\n",

@@ -124,8 +124,13 @@ impl App {
             ..EngineOptions::default()
         };
         let engine = Engine::start(self.store_dyn(), Arc::new(drivers.clone()), notify_rx, opts);
-        let gc = Collector::from_options(self.store.clone(), &self.config.artifact_repository)
-            .context("artifact repositories for artifact GC")?;
+        let repos = weft_drivers::artifacts::Repositories::from_config(
+            &self.config.artifact_repository,
+            &self.config.artifact_repositories,
+            tokio::runtime::Handle::current(),
+        )
+        .context("artifact repositories for artifact GC")?;
+        let gc = Collector::new(self.store.clone(), Arc::new(repos));
         gc.spawn_listener(&engine);
         let lock_dir = self.config.home.join("locks");
         std::fs::create_dir_all(&lock_dir)?;

@@ -295,8 +295,12 @@ pub async fn delete(config: Config, ns: &str, args: DeleteArgs) -> Result<u8> {
     if names.is_empty() {
         return Err(Invalid("name a workflow to delete, or pass --all".into()).into());
     }
-    let gc =
-        crate::gc::Collector::from_options(app.store.clone(), &app.config.artifact_repository)?;
+    let repos = weft_drivers::artifacts::Repositories::from_config(
+        &app.config.artifact_repository,
+        &app.config.artifact_repositories,
+        tokio::runtime::Handle::current(),
+    )?;
+    let gc = crate::gc::Collector::new(app.store.clone(), std::sync::Arc::new(repos));
     let mut code = 0;
     for n in names {
         // OnWorkflowDeletion (and uncollected OnWorkflowCompletion) artifacts
