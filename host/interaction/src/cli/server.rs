@@ -80,24 +80,42 @@ pub async fn run(config: Config, args: ServerArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Workflows adopted at once at start-up: the engine takes their `Adopt`
+/// messages in one turn and commits them together (one transaction, not one
+/// per workflow: `weft bench restart`, 1,000 workflows).
+const ADOPT_IN_FLIGHT: usize = 128;
+
 /// Adopt every unfinished workflow whose ownership lock is free.
 async fn adopt_unowned(app: &App, state: &ApiState) -> Result<usize> {
+    use futures::StreamExt;
     let filter = WorkflowFilter {
         phases: vec!["Pending".into(), "Running".into()],
         ..Default::default()
     };
-    let mut n = 0;
-    for wf in app.store.list_workflows(&filter).await? {
-        if state
-            .own(&wf.uid)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-        {
-            match state.engine.adopt(&wf.namespace, &wf.name).await {
-                Ok(()) => n += 1,
-                Err(e) => warn!(workflow = %wf.name, error = %e, "cannot adopt"),
+    let list = app.store.list_workflows(&filter).await?;
+    let results: Vec<Result<bool>> = futures::stream::iter(list)
+        .map(|wf| async move {
+            if !state
+                .own(&wf.uid)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                return Ok(false);
             }
-        }
+            match state.engine.adopt(&wf.namespace, &wf.name).await {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    warn!(workflow = %wf.name, error = %e, "cannot adopt");
+                    Ok(false)
+                }
+            }
+        })
+        .buffer_unordered(ADOPT_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut n = 0;
+    for r in results {
+        n += usize::from(r?);
     }
     Ok(n)
 }
