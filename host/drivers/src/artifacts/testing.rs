@@ -140,6 +140,10 @@ fn target_dir() -> PathBuf {
 /// `azurite-blob` from `target/azurite-<version>/` (installed with npm the
 /// first time; a concurrent installer's result is reused).
 fn azurite_bin() -> Result<PathBuf, String> {
+    // Tests of one binary run in parallel threads: one installs, the others
+    // wait for it and reuse the result (they shared one temp dir before).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = target_dir().join(format!("azurite-{AZURITE_VERSION}"));
     let bin = dir.join("node_modules/.bin/azurite-blob");
     if bin.exists() {
