@@ -36,7 +36,7 @@ pub struct DriverOptions {
     pub work_dir: PathBuf,
     /// Plugins loaded from files, in addition to the embedded ones.
     pub plugins: Vec<PluginConfig>,
-    /// CPU time a plugin may use per call (counted in 10 ms epoch ticks).
+    /// CPU time a plugin may use per call (thread CPU time inside the call, see `cpu.rs`).
     pub cpu_budget: Duration,
     /// Linear-memory cap of a plugin instance.
     pub memory_limit_bytes: usize,
