@@ -95,10 +95,8 @@ pub struct Update {
 }
 
 enum Msg {
-    /// A workflow whose row is inserted already: register it and start it.
     Submit {
-        rec: Box<WorkflowRecord>,
-        machine: Box<Machine>,
+        wf: Box<Workflow>,
         reply: oneshot::Sender<Result<WorkflowRecord, EngineError>>,
     },
     Adopt {
@@ -160,7 +158,6 @@ pub struct Engine {
     tx: mpsc::Sender<Msg>,
     updates: broadcast::Sender<Update>,
     store: Arc<dyn StateStore>,
-    opts: Arc<EngineOptions>,
 }
 
 /// The notifier drivers call; forwards event keys into the engine.
@@ -194,7 +191,6 @@ impl Engine {
             tx: tx.clone(),
             updates: updates.clone(),
             store: store.clone(),
-            opts: Arc::new(opts.clone()),
         };
         let mut notify_rx = notify.0;
         let ntx = tx.clone();
@@ -244,29 +240,11 @@ impl Engine {
     }
 
     /// Submit a workflow; returns its row once committed.
-    ///
-    /// Preparing, building the machine and inserting the row run here, in the
-    /// caller's task, so concurrent submissions do them in parallel; the owner
-    /// only registers the machine and starts it, and the reply comes after
-    /// that turn's commit. A crash between the insert and the hand-over leaves
-    /// a Pending row, which adoption picks up like any unfinished workflow.
     pub async fn submit(&self, wf: Workflow) -> Result<WorkflowRecord, EngineError> {
-        let now = now_ms();
-        let (rec, machine) = build(self.store.as_ref(), &self.opts, wf, now).await?;
-        match &self.opts.replica {
-            Some(r) => {
-                let until = now + i64::try_from(r.lease.as_millis()).unwrap_or(i64::MAX);
-                self.store
-                    .create_workflow_leased(&rec, &r.id, until)
-                    .await?
-            }
-            None => self.store.create_workflow(&rec).await?,
-        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Submit {
-                rec: Box::new(rec),
-                machine: Box::new(machine),
+                wf: Box::new(wf),
                 reply,
             })
             .await
@@ -493,12 +471,8 @@ impl Owner {
     async fn handle(&mut self, msg: Msg, after: &mut Vec<After>, touched: &mut HashSet<String>) {
         let now = now_ms();
         match msg {
-            Msg::Submit {
-                rec,
-                machine,
-                reply,
-            } => {
-                let res = self.register(*rec, *machine, now, after, touched);
+            Msg::Submit { wf, reply } => {
+                let res = self.submit(*wf, now, after, touched).await;
                 after.push(After::Reply(Box::new(move || {
                     let _ = reply.send(res);
                 })));
@@ -684,20 +658,53 @@ impl Owner {
         }
     }
 
-    /// Take over a submitted workflow whose row is inserted, and start it.
-    fn register(
+    async fn submit(
         &mut self,
-        rec: WorkflowRecord,
-        machine: Machine,
+        wf: Workflow,
         now: i64,
         after: &mut Vec<After>,
         touched: &mut HashSet<String>,
     ) -> Result<WorkflowRecord, EngineError> {
-        let uid = rec.uid.clone();
-        // Adopted meanwhile (someone saw the Pending row before the hand-over):
-        // that machine runs it already.
-        if self.machines.contains_key(&uid) {
-            return Ok(rec);
+        let (mut wf, stored) = prepare(self.store.as_ref(), wf).await?;
+        let uid = new_uid();
+        wf.metadata.uid = Some(uid.clone());
+        wf.metadata.creation_timestamp = Some(crate::machine::rfc3339(now));
+        wf.status = None;
+        let repo = self
+            .opts
+            .artifact_repositories
+            .resolve(wf.spec.artifact_repository_ref.as_ref())
+            .map_err(EngineError::Invalid)?;
+        let mut machine = Machine::new(wf.clone(), uid.clone(), stored, now)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        machine.set_artifact_repository(repo);
+        let rec = WorkflowRecord {
+            uid: uid.clone(),
+            namespace: wf.namespace().to_string(),
+            name: wf.name().to_string(),
+            phase: Phase::Pending.as_str().into(),
+            created_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            message: None,
+            labels: wf
+                .metadata
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+            workflow: serde_json::to_value(&wf).map_err(|e| EngineError::Invalid(e.to_string()))?,
+            status: serde_json::to_value(machine.state())
+                .map_err(|e| EngineError::Invalid(e.to_string()))?,
+        };
+        match &self.opts.replica {
+            Some(r) => {
+                let until = now + i64::try_from(r.lease.as_millis()).unwrap_or(i64::MAX);
+                self.store
+                    .create_workflow_leased(&rec, &r.id, until)
+                    .await?
+            }
+            None => self.store.create_workflow(&rec).await?,
         }
         self.by_name
             .insert((rec.namespace.clone(), rec.name.clone()), uid.clone());
@@ -1163,52 +1170,6 @@ impl Owner {
 }
 
 /// Milliseconds since the Unix epoch.
-/// A submission's row (Pending) and its machine: templates merged in, uid and
-/// creation time set, artifact repository resolved.
-async fn build(
-    store: &dyn StateStore,
-    opts: &EngineOptions,
-    wf: Workflow,
-    now: i64,
-) -> Result<(WorkflowRecord, Machine), EngineError> {
-    let (mut wf, stored) = prepare(store, wf).await?;
-    let uid = new_uid();
-    wf.metadata.uid = Some(uid.clone());
-    wf.metadata.creation_timestamp = Some(crate::machine::rfc3339(now));
-    wf.status = None;
-    let repo = opts
-        .artifact_repositories
-        .resolve(wf.spec.artifact_repository_ref.as_ref())
-        .map_err(EngineError::Invalid)?;
-    let workflow = serde_json::to_value(&wf).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    let namespace = wf.namespace().to_string();
-    let name = wf.name().to_string();
-    let labels = wf
-        .metadata
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let mut machine = Machine::new(wf, uid.clone(), stored, now)
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
-    machine.set_artifact_repository(repo);
-    let rec = WorkflowRecord {
-        uid,
-        namespace,
-        name,
-        phase: Phase::Pending.as_str().into(),
-        created_ms: now,
-        started_ms: None,
-        finished_ms: None,
-        message: None,
-        labels,
-        workflow,
-        status: serde_json::to_value(machine.state())
-            .map_err(|e| EngineError::Invalid(e.to_string()))?,
-    };
-    Ok((rec, machine))
-}
-
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
