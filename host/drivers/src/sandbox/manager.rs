@@ -466,6 +466,9 @@ pub fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::
             std::os::unix::fs::symlink(target, &l)?;
         }
     }
+    // No step process may be cloned while these files are open for writing,
+    // or its copy of the descriptor makes exec'ing them fail (spawn.rs).
+    let _writing = super::spawn::writing_exec_files();
     for f in files {
         let p = join_inside(root, &f.path).map_err(std::io::Error::other)?;
         if let Some(parent) = p.parent() {

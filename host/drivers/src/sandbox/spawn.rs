@@ -624,6 +624,26 @@ impl Drop for ChildStack {
     }
 }
 
+/// Held shared while files that a step may execute are open for writing in
+/// the host (the step root's scripts and emulated images), exclusively around
+/// the `clone` of a step process.
+///
+/// A child holds a copy of every descriptor the engine had open when it was
+/// cloned until it execs (close-on-exec closes them only then), and its
+/// sandbox set-up takes milliseconds. Without this lock, a script being
+/// written for one step while another step's child is being set up stays
+/// "open for writing" in that child, and the first step's `exec` of it fails
+/// with ETXTBSY ("Text file busy", exit code 126 from `sh`) — seen under load
+/// in the containerSet conformance file. `CLONE_VFORK` makes the clone return
+/// only after the child has exec'd, so holding the lock across it covers the
+/// whole window.
+static EXEC_FILES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Hold while writing files a step may execute (see [`EXEC_FILES`]).
+pub fn writing_exec_files() -> std::sync::RwLockReadGuard<'static, ()> {
+    EXEC_FILES.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Spawn `req` in a sandbox, on the calling thread. Errors say which stage failed.
 ///
 /// The child is made with `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn`
@@ -658,6 +678,7 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
     // before it has reset them (the child unblocks just before exec).
     // SAFETY: sigset out-parameters; clone with a private stack and arguments
     // that outlive the child's use of them (CLONE_VFORK).
+    let no_writers = EXEC_FILES.write().unwrap_or_else(|e| e.into_inner());
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -676,6 +697,7 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
         }
         pid
     };
+    drop(no_writers);
     drop((stack, err_w, out_w, errout_w, devnull));
     let mut buf = [0u8; 512];
     let mut n = 0;

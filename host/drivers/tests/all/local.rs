@@ -141,6 +141,28 @@ async fn concurrent_steps_have_private_filesystems() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_steps_exec_their_freshly_written_files() {
+    // Each argosay step gets `/argosay` written into its root and execs it.
+    // Another step's child being set up while that file is open for writing
+    // would hold it open and make the exec fail with ETXTBSY (spawn.rs).
+    let h = harness().await;
+    let reqs: Vec<_> = (0..48)
+        .map(|i| {
+            request(
+                &format!("s{i}"),
+                "local",
+                json!({"container": {"image": "argoproj/argosay:v2", "args": ["echo", format!("n{i}")]}}),
+            )
+        })
+        .collect();
+    let outs = futures::future::join_all(reqs.iter().map(|r| run(&h, r))).await;
+    for (i, o) in outs.iter().enumerate() {
+        assert_eq!(o.phase, OutcomePhase::Succeeded, "step {i}: {o:?}");
+        assert_eq!(o.result.as_deref(), Some(format!("n{i}").as_str()), "{o:?}");
+    }
+}
+
 #[tokio::test]
 async fn sandbox_has_no_capabilities_and_readonly_usr() {
     let h = harness().await;
