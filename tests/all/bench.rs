@@ -171,3 +171,67 @@ fn bench_restart_adopts_every_workflow_again() {
         assert!(s["restart_s"].as_f64() >= s["ready_s"].as_f64(), "{s:#}");
     }
 }
+
+#[test]
+fn bench_artifacts_measures_local_and_s3_beside_cp() {
+    let home = Home::new();
+    let s3 = S3Server::start();
+    let addr = s3.addr.to_string();
+    let out = home.run(&[
+        "bench",
+        "artifacts",
+        "--size-mib",
+        "8",
+        "--runs",
+        "1",
+        "-o",
+        "json",
+        "--s3-endpoint",
+        &addr,
+        "--s3-access-key",
+        S3_ACCESS_KEY,
+        "--s3-secret-key",
+        S3_SECRET_KEY,
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["size_mib"], 8);
+    assert_eq!(v["bytes"], 8 << 20);
+    for floor in ["cp", "cp_sync", "cat"] {
+        assert!(v[floor]["mb_s"].as_f64().unwrap() > 0.0, "{floor}: {v}");
+    }
+    let repos = v["repositories"].as_array().unwrap();
+    let names: Vec<&str> = repos
+        .iter()
+        .map(|r| r["repository"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local", "s3"]);
+    for r in repos {
+        assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+        assert_eq!(r["runs"], 1, "{r}");
+        for k in [
+            "save_mb_s",
+            "load_mb_s",
+            "through_mb_s",
+            "ratio_to_cp",
+            "wall_s",
+        ] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+        assert!(r["peak_rss_kib"].as_i64().unwrap() > 1024, "{r}");
+        assert!(r["meets_target"].is_boolean(), "{r}");
+    }
+    // The object really went through the S3 server (raw, under the key prefix).
+    let mut found = Vec::new();
+    let mut stack = vec![s3.bucket("weft")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.metadata().unwrap().len() == 8 << 20 {
+                found.push(e.path());
+            }
+        }
+    }
+    assert!(!found.is_empty(), "no 8 MiB object in the S3 bucket");
+}

@@ -136,6 +136,7 @@ pub fn place_inputs(
         std::fs::create_dir_all(&work)
             .map_err(|e| format!("input artifact '{name}': {}: {e}", work.display()))?;
         let repo = repo.as_ref();
+        let t0 = std::time::Instant::now();
         let found = fetch(repo, &key, sub, &work).map_err(|e| {
             format!(
                 "input artifact '{name}': loading key '{key}' from the {}: {e}",
@@ -143,8 +144,18 @@ pub fn place_inputs(
             )
         })?;
         match found {
-            Some(content) => std::fs::rename(&content, &dest)
-                .map_err(|e| format!("input artifact '{name}': placing it at {path}: {e}"))?,
+            Some(content) => {
+                std::fs::rename(&content, &dest)
+                    .map_err(|e| format!("input artifact '{name}': placing it at {path}: {e}"))?;
+                // `weft bench artifacts` reads these (bytes: files only, 0 for a directory)
+                tracing::debug!(
+                    artifact = name,
+                    key = %key,
+                    bytes = file_len(&dest),
+                    elapsed_us = t0.elapsed().as_micros() as u64,
+                    "input artifact placed"
+                );
+            }
             None if optional(a) => {}
             None => {
                 return Err(format!(
@@ -361,6 +372,7 @@ fn save_one(repos: &Repositories, a: &Value, root: &Path) -> Result<bool, String
             repo.describe()
         )
     };
+    let t0 = std::time::Instant::now();
     if !none {
         let entry = Path::new(path)
             .file_name()
@@ -374,7 +386,22 @@ fn save_one(repos: &Repositories, a: &Value, root: &Path) -> Result<bool, String
     } else {
         put_file(repo, &src, &key).map_err(|e| fail(e.to_string()))?;
     }
+    tracing::debug!(
+        artifact = name,
+        key = %key,
+        bytes = file_len(&src),
+        elapsed_us = t0.elapsed().as_micros() as u64,
+        "output artifact saved"
+    );
     Ok(true)
+}
+
+/// The size of a regular file; 0 for anything else.
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
 }
 
 fn put_file(repo: &dyn Repository, src: &Path, key: &Key) -> Result<(), ArtifactError> {

@@ -63,9 +63,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// The server benchmarks (`submit`, `restart`) instead of the workloads.
+    /// The server benchmarks (`submit`, `restart`) or `artifacts`, instead of the workloads.
     #[command(subcommand)]
-    pub server: Option<super::bench_server::ServerBench>,
+    pub server: Option<super::bench_artifacts::BenchCmd>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -240,16 +240,16 @@ fn large_workflow(n: usize) -> String {
 }
 
 /// One measured process.
-struct Measured {
-    wall: Duration,
-    maxrss_kib: i64,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(super) struct Measured {
+    pub(super) wall: Duration,
+    pub(super) maxrss_kib: i64,
+    pub(super) code: Option<i32>,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Run `cmd` to completion; time it and take its peak RSS from `wait4`.
-fn measure(mut cmd: Command, timeout: Duration) -> Result<Measured> {
+pub(super) fn measure(mut cmd: Command, timeout: Duration) -> Result<Measured> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -578,7 +578,7 @@ impl Entry {
     }
 }
 
-fn machine() -> Value {
+pub(super) fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -602,7 +602,7 @@ fn machine() -> Value {
 
 pub async fn bench(mut args: BenchArgs) -> Result<u8> {
     if let Some(cmd) = args.server.take() {
-        return super::bench_server::run(cmd, machine()).await;
+        return super::bench_artifacts::run(cmd, machine()).await;
     }
     tokio::task::spawn_blocking(move || bench_blocking(args)).await?
 }

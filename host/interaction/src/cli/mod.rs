@@ -2,6 +2,7 @@
 //! Failed or Errored, 2 for invalid input (bad file, unknown flag, lint errors).
 
 mod bench;
+mod bench_artifacts;
 mod bench_server;
 mod lint;
 mod plugin;
