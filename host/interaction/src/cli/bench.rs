@@ -778,7 +778,7 @@ fn fmt_s(v: &Value) -> String {
     }
 }
 
-fn fmt_rss(v: &Value) -> String {
+pub(super) fn fmt_rss(v: &Value) -> String {
     v.as_i64()
         .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
         .unwrap_or_else(|| "-".into())

@@ -36,7 +36,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::Invalid;
-use super::bench::measure;
+use super::bench::{fmt_rss, measure};
 use super::bench_server::{Format, ServerBench};
 
 const LOCAL_TARGET_RATIO: f64 = 0.5;
@@ -412,12 +412,6 @@ fn f(v: &Value, digits: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn rss(v: &Value) -> String {
-    v.as_i64()
-        .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
-        .unwrap_or_else(|| "-".into())
-}
-
 /// The human-readable report.
 fn table(r: &Value) -> String {
     let m = &r["machine"];
@@ -468,8 +462,8 @@ fn table(r: &Value) -> String {
             f(&x["through_mb_s"], 0),
             f(&x["ratio_to_cp"], 2),
             f(&x["ratio_to_cp_sync"], 2),
-            rss(&x["peak_rss_kib_small"]),
-            rss(&x["peak_rss_kib"]),
+            fmt_rss(&x["peak_rss_kib_small"]),
+            fmt_rss(&x["peak_rss_kib"]),
             target,
         ));
         for e in x["errors"].as_array().into_iter().flatten() {
