@@ -159,6 +159,10 @@ pub struct HostState {
     pub stderr: MemoryOutputPipe,
     /// The memory cap, for messages.
     pub mem_limit: usize,
+    /// The object-store grant's backend for this call chain (artifact
+    /// plugins run by [`crate::artifacts::repos::wasm::WasmRepository`]); `None`:
+    /// the capability answers `not-granted` or `not-configured`.
+    pub object_store: Option<Arc<crate::host::object_store::Session>>,
 }
 
 impl WasiView for HostState {
@@ -202,6 +206,7 @@ pub fn new_store(
         budget_ticks: (cpu_budget.as_millis() / TICK.as_millis()).max(1) as u64,
         stderr,
         mem_limit: memory_limit,
+        object_store: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -8,7 +8,7 @@ mod clock;
 mod http;
 mod kube;
 mod log;
-mod object_store;
+pub mod object_store;
 mod process;
 mod secrets;
 
