@@ -7,10 +7,14 @@
 //!
 //! - feature `driver`: implement [`driver::Driver`], then `weft_sdk::export_driver!(MyDriver);`
 //! - feature `step`: implement [`step::Step`], then `weft_sdk::export_step!(MyStep);`
+//! - feature `artifact`: implement [`artifact::ArtifactStore`], then
+//!   `weft_sdk::export_artifact_store!(MyStore);` — an artifact repository
+//!   backend (`[artifacts.default] plugin = "NAME"` in weft.toml)
 //!
 //! Enable exactly one world per plugin crate (a component exports one world).
 //! The host capabilities of the world (`process`, `http`, `secrets`, `kube`, `log`,
-//! `clock`) are re-exported under [`driver::host`] / [`step::host`]; calls to a
+//! `clock`, `object-store`) are re-exported under [`driver::host`] / [`step::host`] /
+//! [`artifact::host`]; calls to a
 //! capability the plugin's configuration does not grant return
 //! `CapabilityError::NotGranted`.
 //!
@@ -29,3 +33,6 @@ pub mod driver;
 
 #[cfg(feature = "step")]
 pub mod step;
+
+#[cfg(feature = "artifact")]
+pub mod artifact;
