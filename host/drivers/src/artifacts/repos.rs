@@ -23,6 +23,14 @@
 //!   per-artifact `accessKeySecret`/`secretKeySecret`/`accountKeySecret`/
 //!   `serviceAccountKeySecret` name Kubernetes secrets, which do not exist
 //!   locally: they are ignored.
+//!
+//! A configured repository may also be **backed by an artifact plugin**
+//! ([`RepositoryOptions::Plugin`], [`wasm`]): a Wasm component implementing
+//! `weft:plugin/artifact-store`. Its object-store grant's `bucket` names
+//! another configured repository (`default` for `[artifacts.default]`, else
+//! a NAME of `[artifacts.repositories.NAME]`) that is not itself a plugin:
+//! [`Repositories::from_config`] builds the plain repositories first, then
+//! the plugin-backed ones over them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -36,6 +44,14 @@ use super::gcs::GcsOptions;
 use super::objstore::ObjectStoreRepository;
 use super::s3::S3Options;
 use super::{ArtifactError, Key, LocalRepository, Repository};
+use crate::host::object_store::Target;
+
+// Declared here rather than in `artifacts/mod.rs`: the plugin-backed
+// repository is configured through this module.
+#[path = "wasm.rs"]
+pub mod wasm;
+
+pub use wasm::{PluginRepositoryOptions, WasmRepository};
 
 /// The field of a key-only location that names the repository it is in
 /// (`{"s3": {"key": "…", "repository": "team-a"}}`); absent: the default.
@@ -52,6 +68,9 @@ pub enum RepositoryOptions {
     Azure(AzureOptions),
     /// A GCS bucket (and key prefix).
     Gcs(GcsOptions),
+    /// An artifact plugin (`[artifacts.…] plugin = "NAME"`): a Wasm
+    /// component exporting `artifact-store`.
+    Plugin(Box<PluginRepositoryOptions>),
 }
 
 /// Where an artifact lives: its repository and its key there.
@@ -78,7 +97,58 @@ pub fn build(
         RepositoryOptions::S3(o) => Arc::new(ObjectStoreRepository::s3(o, handle)?),
         RepositoryOptions::Azure(o) => Arc::new(ObjectStoreRepository::azure(o, handle)?),
         RepositoryOptions::Gcs(o) => Arc::new(ObjectStoreRepository::gcs(o, handle)?),
+        RepositoryOptions::Plugin(o) => {
+            return Err(ArtifactError::Unsupported(format!(
+                "repository '{}' is backed by plugin '{}', whose object-store grant names \
+                 another repository: build it with the others (Repositories::from_config)",
+                o.repository, o.plugin.name
+            )));
+        }
     })
+}
+
+/// The name an object-store grant gives `[artifacts.default]`.
+pub const DEFAULT_NAME: &str = "default";
+
+/// Build the plugin-backed repository `o`, its object-store grant resolved
+/// against the plain repositories `plain` (by name: `default`, or a NAME of
+/// `[artifacts.repositories.NAME]`). `plugins` names the plugin-backed
+/// repositories, for a clearer refusal.
+fn build_plugin(
+    o: &PluginRepositoryOptions,
+    plain: &BTreeMap<String, (Arc<dyn Repository>, Option<LocalRepository>)>,
+    plugins: &[(&str, &str)],
+    handle: Handle,
+) -> Result<Arc<dyn Repository>, ArtifactError> {
+    let target = match &o.plugin.grants.object_store {
+        None => None,
+        Some(g) => {
+            let refuse = |why: String| {
+                ArtifactError::Unsupported(format!(
+                    "repository '{}': the object_store grant of plugin '{}' names bucket '{}', {why}",
+                    o.repository, o.plugin.name, g.bucket
+                ))
+            };
+            let Some((repo, local)) = plain.get(&g.bucket) else {
+                if let Some((_, p)) = plugins.iter().find(|(r, _)| *r == g.bucket) {
+                    return Err(refuse(format!(
+                        "a repository that is itself backed by plugin '{p}' (a plugin's bytes \
+                         must go to a local, s3, azure or gcs repository)"
+                    )));
+                }
+                let names: Vec<&str> = plain.keys().map(String::as_str).collect();
+                return Err(refuse(format!(
+                    "which is not a configured repository (the bucket is '{DEFAULT_NAME}' or a NAME \
+                     of [artifacts.repositories.NAME]; configured: {})",
+                    names.join(", ")
+                )));
+            };
+            let t = Target::new(g.bucket.clone(), repo.clone(), local.clone(), &g.prefix)
+                .map_err(|e| refuse(format!("with a bad prefix: {e}")))?;
+            Some(Arc::new(t))
+        }
+    };
+    Ok(Arc::new(WasmRepository::new(o, target, handle)?))
 }
 
 impl Repositories {
@@ -107,10 +177,55 @@ impl Repositories {
         named: &BTreeMap<String, RepositoryOptions>,
         handle: Handle,
     ) -> Result<Repositories, ArtifactError> {
-        let mut r = Repositories::new(build(default, handle.clone())?, Some(handle.clone()));
+        // The plain repositories first: a plugin's object-store grant names one.
+        let all = std::iter::once((DEFAULT_NAME, default))
+            .chain(named.iter().map(|(n, o)| (n.as_str(), o)));
+        // (A named repository called `default` is not a grant's target:
+        // that name is `[artifacts.default]`'s.)
+        let mut plain = BTreeMap::new();
+        let mut plugins = Vec::new();
+        let mut built: Vec<Option<Arc<dyn Repository>>> = Vec::new();
+        for (i, (name, o)) in all.clone().enumerate() {
+            let grant_name = i == 0 || name != DEFAULT_NAME;
+            built.push(match o {
+                RepositoryOptions::Plugin(p) => {
+                    if grant_name {
+                        plugins.push((name, p.plugin.name.as_str()));
+                    }
+                    None
+                }
+                RepositoryOptions::Local { path } => {
+                    let local = LocalRepository::new(path);
+                    let repo: Arc<dyn Repository> = Arc::new(local.clone());
+                    if grant_name {
+                        plain.insert(name.to_string(), (repo.clone(), Some(local)));
+                    }
+                    Some(repo)
+                }
+                o => {
+                    let repo = build(o, handle.clone())?;
+                    if grant_name {
+                        plain.insert(name.to_string(), (repo.clone(), None));
+                    }
+                    Some(repo)
+                }
+            });
+        }
+        let mut built = all
+            .zip(built)
+            .map(|((_, o), b)| match (o, b) {
+                (_, Some(b)) => Ok(b),
+                (RepositoryOptions::Plugin(p), None) => {
+                    build_plugin(p, &plain, &plugins, handle.clone())
+                }
+                _ => unreachable!("only plugin-backed repositories are built second"),
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
+        let mut r = Repositories::new(built.next().expect("the default"), Some(handle.clone()));
         r.configured.push(default.clone());
-        for (name, o) in named {
-            r.named.insert(name.clone(), build(o, handle.clone())?);
+        for ((name, o), repo) in named.iter().zip(built) {
+            r.named.insert(name.clone(), repo);
             r.configured.push(o.clone());
         }
         Ok(r)
@@ -455,5 +570,97 @@ mod tests {
                 .locate(&json!({"gcs": {"bucket": "gb", "key": "../x"}}))
                 .is_err()
         );
+    }
+    #[test]
+    fn a_plugin_repository_grant_names_a_plain_repository() {
+        use crate::config::{Grants, ObjectStoreGrant, PluginConfig, PluginKind};
+        let rt = rt();
+        let plugin = |repository: &str, bucket: &str| {
+            RepositoryOptions::Plugin(Box::new(PluginRepositoryOptions {
+                repository: repository.into(),
+                plugin: PluginConfig {
+                    name: "vault".into(),
+                    path: Some("/nonexistent/vault.wasm".into()),
+                    kind: PluginKind::Artifact,
+                    grants: Grants {
+                        object_store: Some(ObjectStoreGrant {
+                            bucket: bucket.into(),
+                            prefix: "weft".into(),
+                        }),
+                        ..Grants::default()
+                    },
+                    config: Value::Null,
+                },
+                cache_dir: "/nonexistent/cache".into(),
+                cpu_budget: std::time::Duration::from_secs(1),
+                memory_limit_bytes: 1 << 20,
+            }))
+        };
+        let local = |p: &str| RepositoryOptions::Local { path: p.into() };
+        // the plugin is the default repository; its bytes go to a named local one
+        let named = BTreeMap::from([("bytes".to_string(), local("/tmp/bytes"))]);
+        let repos =
+            Repositories::from_config(&plugin("default", "bytes"), &named, rt.handle().clone())
+                .unwrap();
+        let d = repos.default_repo().describe();
+        assert_eq!(d, "repository 'default' (artifact plugin 'vault')");
+        let (r, _) = repos.locate(&json!({"s3": {"key": "k"}})).unwrap().unwrap();
+        assert_eq!(r.describe(), d);
+        // and the other way round: `default` is [artifacts.default]
+        let named = BTreeMap::from([("vault".to_string(), plugin("vault", "default"))]);
+        let repos =
+            Repositories::from_config(&local("/tmp/d"), &named, rt.handle().clone()).unwrap();
+        let (r, _) = repos
+            .locate(&json!({"s3": {"key": "k", "repository": "vault"}}))
+            .unwrap()
+            .unwrap();
+        assert!(r.describe().contains("artifact plugin 'vault'"));
+        // refusals name the repository, the plugin and the bucket
+        let err = |default: RepositoryOptions, named: BTreeMap<String, RepositoryOptions>| {
+            Repositories::from_config(&default, &named, rt.handle().clone())
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let e = err(
+            plugin("default", "nope"),
+            BTreeMap::from([("bytes".to_string(), local("/tmp/b"))]),
+        );
+        for x in [
+            "repository 'default'",
+            "plugin 'vault'",
+            "bucket 'nope'",
+            "configured: bytes",
+        ] {
+            assert!(e.contains(x), "{e} lacks {x}");
+        }
+        let e = err(plugin("default", "default"), BTreeMap::new());
+        assert!(e.contains("itself backed by plugin 'vault'"), "{e}");
+        let e = err(
+            local("/tmp/d"),
+            BTreeMap::from([
+                ("a".to_string(), plugin("a", "b")),
+                ("b".to_string(), plugin("b", "default")),
+            ]),
+        );
+        assert!(
+            e.contains("repository 'a'") && e.contains("bucket 'b'"),
+            "{e}"
+        );
+        let e = err(
+            plugin("default", "bytes"),
+            BTreeMap::from([("bytes".to_string(), plugin("bytes", "x"))]),
+        );
+        assert!(e.contains("itself backed"), "{e}");
+        // a bad prefix is refused with the grant
+        let mut bad = plugin("default", "bytes");
+        if let RepositoryOptions::Plugin(p) = &mut bad {
+            p.plugin.grants.object_store.as_mut().unwrap().prefix = "a/../..".into();
+        }
+        let e = err(
+            bad,
+            BTreeMap::from([("bytes".to_string(), local("/tmp/b"))]),
+        );
+        assert!(e.contains("bad prefix") && e.contains(".."), "{e}");
     }
 }
