@@ -16,3 +16,4 @@ mod guests;
 mod plugin_steps;
 mod replicas;
 mod support;
+mod wasm_artifacts;

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use weft_drivers::artifacts::repos::PluginRepositoryOptions;
 use weft_drivers::artifacts::{AzureOptions, GcsOptions, S3Options, Secret};
-use weft_drivers::{PluginConfig, RepositoryOptions};
+use weft_drivers::{PluginConfig, PluginKind, RepositoryOptions};
 use weft_engine::machine::artifacts::ArtifactRepositories;
 
 /// Errors reading configuration.
@@ -95,7 +96,8 @@ pub struct ArtifactsSection {
     pub repositories: BTreeMap<String, RepositorySection>,
 }
 
-/// One artifact repository: exactly one kind, `local`, `s3`, `azure` or `gcs`.
+/// One artifact repository: exactly one kind, `local`, `s3`, `azure`, `gcs`
+/// or `plugin`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepositorySection {
@@ -103,6 +105,11 @@ pub struct RepositorySection {
     pub s3: Option<S3RepositorySection>,
     pub azure: Option<AzureRepositorySection>,
     pub gcs: Option<GcsRepositorySection>,
+    /// The name of a `[[plugins]]` entry of `kind = "artifact"`: a Wasm
+    /// component (world `artifact-plugin`) is the repository's backend. Its
+    /// `object_store` grant's `bucket` names another repository (`default`
+    /// or a NAME here) that holds the bytes the plugin writes.
+    pub plugin: Option<String>,
     /// Argo's `keyFormat`: the prefix of default output keys, a template over
     /// `workflow.*` and `pod.name` (default `{{workflow.name}}/{{pod.name}}`).
     /// Also accepted inside the kind, as Argo spells it (`s3.keyFormat`,
@@ -231,6 +238,65 @@ pub struct S3RepositorySection {
 #[serde(deny_unknown_fields)]
 pub struct LocalRepositorySection {
     pub path: PathBuf,
+}
+
+/// What a plugin-backed repository takes from the rest of the configuration.
+struct PluginContext<'a> {
+    /// `[[plugins]]`, paths already resolved.
+    plugins: &'a [PluginConfig],
+    cache_dir: &'a Path,
+    drivers: &'a DriversSection,
+}
+
+impl PluginContext<'_> {
+    /// Repository `name` (section `label`) backed by plugin `plugin`: a
+    /// `[[plugins]]` entry of kind `artifact` with a path.
+    fn repository(
+        &self,
+        name: &str,
+        label: &str,
+        plugin: &str,
+    ) -> Result<PluginRepositoryOptions, String> {
+        let Some(p) = self.plugins.iter().find(|p| p.name == plugin) else {
+            let artifact: Vec<&str> = self
+                .plugins
+                .iter()
+                .filter(|p| p.kind == PluginKind::Artifact)
+                .map(|p| p.name.as_str())
+                .collect();
+            return Err(format!(
+                "{label}: plugin '{plugin}' is not loaded: declare it in [[plugins]] with kind = \"artifact\" \
+                 (artifact plugins configured: {})",
+                if artifact.is_empty() {
+                    "none".to_string()
+                } else {
+                    artifact.join(", ")
+                }
+            ));
+        };
+        if p.kind != PluginKind::Artifact {
+            return Err(format!(
+                "{label}: plugin '{plugin}' is of kind \"{}\", not \"artifact\" (world {})",
+                serde_json::to_value(p.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                PluginKind::Artifact.world()
+            ));
+        }
+        if p.path.is_none() {
+            return Err(format!(
+                "{label}: plugin '{plugin}' has no `path` (no artifact plugin is embedded)"
+            ));
+        }
+        Ok(PluginRepositoryOptions {
+            repository: name.to_string(),
+            plugin: p.clone(),
+            cache_dir: self.cache_dir.to_path_buf(),
+            cpu_budget: std::time::Duration::from_millis(self.drivers.cpu_budget_ms),
+            memory_limit_bytes: self.drivers.memory_limit_mb << 20,
+        })
+    }
 }
 
 /// The whole `weft.toml`.
@@ -371,11 +437,20 @@ impl Config {
                 }
             }
         }
+        let cache_dir = std::env::var_os("WEFT_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("cache"));
+        let plugin_ctx = PluginContext {
+            plugins: &plugins,
+            cache_dir: &cache_dir,
+            drivers: &file.drivers,
+        };
         let (artifact_repository, default_key_format) = Self::artifact_repository(
             &file.artifacts.default,
-            "[artifacts.default]",
+            ("default", "[artifacts.default]"),
             path.as_deref(),
             Some(&home),
+            &plugin_ctx,
         )?;
         let mut artifact_repositories = BTreeMap::new();
         let mut artifact_key_formats = ArtifactRepositories {
@@ -384,13 +459,11 @@ impl Config {
         };
         for (name, r) in &file.artifacts.repositories {
             let label = format!("[artifacts.repositories.\"{name}\"]");
-            let (o, f) = Self::artifact_repository(r, &label, path.as_deref(), None)?;
+            let (o, f) =
+                Self::artifact_repository(r, (name, &label), path.as_deref(), None, &plugin_ctx)?;
             artifact_repositories.insert(name.clone(), o);
             artifact_key_formats.named.insert(name.clone(), f);
         }
-        let cache_dir = std::env::var_os("WEFT_CACHE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join("cache"));
         Ok(Config {
             cache_dir,
             home,
@@ -412,13 +485,15 @@ impl Config {
     /// One repository section (`label` names it in errors): a local
     /// directory (relative paths are to weft.toml's directory; without any
     /// kind, `<home>/artifacts` for the default and an error for a named
-    /// one), an S3 bucket, an Azure container or a GCS bucket; and its
-    /// `keyFormat`.
+    /// one), an S3 bucket, an Azure container, a GCS bucket or an artifact
+    /// plugin; and its `keyFormat`. `name` is the repository's (`default`
+    /// or NAME), `label` its section.
     fn artifact_repository(
         r: &RepositorySection,
-        label: &str,
+        (name, label): (&str, &str),
         path: Option<&Path>,
         home: Option<&Path>,
+        plugins: &PluginContext<'_>,
     ) -> Result<(RepositoryOptions, Option<String>), ConfigError> {
         let file_err = |message: String| ConfigError::File {
             path: path.map(|p| p.display().to_string()).unwrap_or_default(),
@@ -446,14 +521,19 @@ impl Config {
             r.s3.is_some(),
             r.azure.is_some(),
             r.gcs.is_some(),
+            r.plugin.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() > 1 {
             return Err(file_err(format!(
-                "{label}: set one of 'local', 's3', 'azure' and 'gcs', not both"
+                "{label}: set one of 'local', 's3', 'azure', 'gcs' and 'plugin', not both"
             )));
         }
         let mut inner_format = None;
-        let opts = if let Some(l) = &r.local {
+        let opts = if let Some(p) = &r.plugin {
+            RepositoryOptions::Plugin(Box::new(
+                plugins.repository(name, label, p).map_err(file_err)?,
+            ))
+        } else if let Some(l) = &r.local {
             RepositoryOptions::Local {
                 path: relative(&l.path),
             }
@@ -557,7 +637,7 @@ impl Config {
             }
         } else {
             return Err(file_err(format!(
-                "{label}: set one of 'local', 's3', 'azure' and 'gcs'"
+                "{label}: set one of 'local', 's3', 'azure', 'gcs' and 'plugin'"
             )));
         };
         let key_format = match (&r.key_format, inner_format) {
@@ -737,6 +817,90 @@ s3 = { endpoint = "127.0.0.1:9000", bucket = "b", insecure = true }
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(expected), "{bad}: {e}");
+        }
+    }
+    #[test]
+    fn plugin_backed_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weft.toml");
+        let plugins = r#"
+[[plugins]]
+name = "vault"
+path = "vault.wasm"
+kind = "artifact"
+config = { tenant = "acme" }
+[plugins.grants]
+object_store = { bucket = "bytes", prefix = "weft" }
+
+[[plugins]]
+name = "drv"
+path = "drv.wasm"
+kind = "driver"
+"#;
+        std::fs::write(
+            &p,
+            format!(
+                "[drivers]\ncpu_budget_ms = 700\n[artifacts.default]\nplugin = \"vault\"\nkey_format = \"k/{{{{pod.name}}}}\"\n\
+                 [artifacts.repositories.bytes]\nlocal = {{ path = \"b\" }}\n\
+                 [artifacts.repositories.other]\nplugin = \"vault\"\n{plugins}"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), Some(dir.path())).unwrap();
+        let RepositoryOptions::Plugin(o) = &c.artifact_repository else {
+            panic!("{:?}", c.artifact_repository)
+        };
+        assert_eq!(o.repository, "default");
+        assert_eq!(o.plugin.name, "vault");
+        // the plugin's path is resolved against weft.toml's directory, as in [[plugins]]
+        assert_eq!(
+            o.plugin.path.as_deref(),
+            Some(dir.path().join("vault.wasm").as_path())
+        );
+        assert_eq!(o.cpu_budget, std::time::Duration::from_millis(700));
+        assert_eq!(o.cache_dir, c.cache_dir);
+        assert_eq!(
+            c.artifact_key_formats.default_key_format.as_deref(),
+            Some("k/{{pod.name}}")
+        );
+        let RepositoryOptions::Plugin(o) = &c.artifact_repositories["other"] else {
+            panic!("{:?}", c.artifact_repositories)
+        };
+        assert_eq!(o.repository, "other");
+        for (bad, expected) in [
+            (
+                "[artifacts.default]\nplugin = \"nope\"\n".to_string(),
+                vec![
+                    "[artifacts.default]",
+                    "plugin 'nope' is not loaded",
+                    "vault",
+                ],
+            ),
+            (
+                "[artifacts.repositories.x]\nplugin = \"drv\"\n".to_string(),
+                vec![
+                    "[artifacts.repositories.\"x\"]",
+                    "plugin 'drv'",
+                    "\"driver\"",
+                    "not \"artifact\"",
+                ],
+            ),
+            (
+                "[artifacts.default]\nplugin = \"vault\"\nlocal = { path = \"x\" }\n".to_string(),
+                vec!["not both"],
+            ),
+            (
+                "[artifacts.default]\nplugin = \"vault\"\nplugn = 1\n".to_string(),
+                vec!["plugn"],
+            ),
+        ] {
+            std::fs::write(&p, format!("{bad}{plugins}")).unwrap();
+            let e = Config::load(Some(&p), Some(dir.path()))
+                .unwrap_err()
+                .to_string();
+            for x in expected {
+                assert!(e.contains(x), "{bad}: {e} lacks {x}");
+            }
         }
     }
 }
