@@ -1,17 +1,20 @@
 //! Wiring: open the store, load the drivers, start the engine.
 //!
 //! On one machine several `weft` processes may share the embedded store (two
-//! terminals running workflows). Each workflow is owned by the process that
-//! holds its lock file (`<home>/locks/<uid>.lock`, an `flock` the kernel drops
-//! when the process dies). A process that finds a workflow's lock free after a
-//! crash adopts it; one that finds it held sends a control request through the
-//! store instead, which the owner applies.
+//! terminals running workflows). Each process has an owner id and holds an
+//! `flock` on its lock file `<home>/locks/<owner>.lock`, which the kernel drops
+//! when the process dies. Workflow rows carry their owner (the lease column,
+//! never expiring on SQLite): a process stamps what it submits, and adopts an
+//! unfinished workflow whose owner's lock is free (a crash) by moving the
+//! owner in the row with a compare-and-set. One that finds the owner alive
+//! sends a control request through the store instead, which the owner applies.
+//! (One lock file per process, not per workflow: creating a file per
+//! submission cost more than the rest of the submission.)
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -38,8 +41,8 @@ pub struct App {
 pub struct Running {
     pub engine: Engine,
     pub drivers: Drivers,
-    locks: Arc<Mutex<HashMap<String, File>>>,
-    lock_dir: PathBuf,
+    /// Lock-file mode (SQLite): this process's owner id and its held lock.
+    owner: Option<ProcessLock>,
     /// Lease mode (PostgreSQL): several replicas, on any machines, share the
     /// store; a workflow belongs to the replica holding its lease in the store.
     replica: Option<ReplicaOptions>,
@@ -60,6 +63,87 @@ fn replica_id() -> String {
     )
 }
 
+/// This process's claim on the workflows it owns in lock-file mode: an
+/// `flock` held on `<dir>/<id>.lock` for the life of the process.
+struct ProcessLock {
+    id: String,
+    dir: PathBuf,
+    _file: File,
+}
+
+impl ProcessLock {
+    /// Create and lock this process's file. It is locked under a temporary
+    /// name and renamed into place, so no other process ever sees it unlocked
+    /// (and takes it for a dead owner's).
+    fn take(dir: &Path) -> Result<ProcessLock> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let id = format!("proc-{}", replica_id());
+        let tmp = dir.join(format!("{id}.tmp"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        if !try_flock(&file) {
+            anyhow::bail!("cannot lock {}", tmp.display());
+        }
+        let path = dir.join(format!("{id}.lock"));
+        std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ProcessLock {
+            id,
+            dir: dir.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    /// Whether the owner `id` is a live process: its lock file exists and is
+    /// locked. (A lock we can take belongs to a process that died.)
+    fn alive(&self, id: &str) -> bool {
+        if id == self.id {
+            return true;
+        }
+        if id.contains('/') || id.contains("..") {
+            return false;
+        }
+        match File::open(self.dir.join(format!("{id}.lock"))) {
+            Ok(f) => !try_flock(&f), // dropping `f` releases a lock we took
+            Err(_) => false,
+        }
+    }
+
+    /// Remove the lock files of dead processes (and the per-workflow lock
+    /// files older versions made). Best effort.
+    fn sweep(dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "lock") {
+                continue;
+            }
+            if let Ok(f) = File::open(&p)
+                && try_flock(&f)
+            {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.lock", self.id)));
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: true when we got it.
+fn try_flock(f: &File) -> bool {
+    // SAFETY: flock on a valid, owned file descriptor.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 impl App {
     pub async fn open(config: Config) -> Result<App> {
         std::fs::create_dir_all(&config.home)
@@ -75,6 +159,8 @@ impl App {
         if config.power_durability {
             opts.durability = Durability::Power;
         }
+        // artifacts in the local repository are as durable as the rows naming them
+        weft_drivers::artifacts::local::sync_by_default(config.power_durability);
         let store = Store::open(&opts)
             .await
             .with_context(|| format!("opening the store at {}", redact(&config.store_url)))?;
@@ -116,7 +202,16 @@ impl App {
                 id: replica_id(),
                 lease: self.config.lease,
             });
+        let owner = match replica {
+            Some(_) => None,
+            None => Some(ProcessLock::take(&self.config.home.join("locks"))?),
+        };
+        if owner.is_some() {
+            let dir = self.config.home.join("locks");
+            tokio::task::spawn_blocking(move || ProcessLock::sweep(&dir));
+        }
         let opts = EngineOptions {
+            owner: owner.as_ref().map(|o| o.id.clone()),
             semaphore_limits: self.config.semaphores.clone(),
             metrics: self.engine_metrics.clone(),
             replica: replica.clone(),
@@ -132,13 +227,10 @@ impl App {
         .context("artifact repositories for artifact GC")?;
         let gc = Collector::new(self.store.clone(), Arc::new(repos));
         gc.spawn_listener(&engine);
-        let lock_dir = self.config.home.join("locks");
-        std::fs::create_dir_all(&lock_dir)?;
         let running = Running {
             engine,
             drivers,
-            locks: Arc::default(),
-            lock_dir,
+            owner,
             replica,
             store: self.store.clone(),
             gc,
@@ -154,30 +246,30 @@ impl Running {
         self.replica.as_ref().map(|r| r.id.as_str())
     }
 
-    /// Take ownership of a workflow: its lease (PostgreSQL) or its lock file
-    /// (SQLite). False if another live process owns it.
+    /// Take ownership of a workflow: its lease (PostgreSQL), or (SQLite) the
+    /// owner in its row when that is us, nobody, or a process that died.
+    /// False if another live process owns it.
     pub async fn own(&self, uid: &str) -> Result<bool> {
+        let now = now_ms();
         if let Some(r) = &self.replica {
-            let now = now_ms();
             let until = now + i64::try_from(r.lease.as_millis()).unwrap_or(i64::MAX);
             return Ok(self.store.acquire_lease(uid, &r.id, now, until).await?);
         }
-        let path = self.lock_dir.join(format!("{uid}.lock"));
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        // SAFETY: flock on a valid, owned file descriptor.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Ok(false);
+        let me = self.owner.as_ref().expect("lock-file mode has an owner");
+        if self.store.acquire_lease(uid, &me.id, now, i64::MAX).await? {
+            return Ok(true);
         }
-        self.locks
-            .lock()
-            .expect("lock map")
-            .insert(uid.to_string(), f);
-        Ok(true)
+        let Some(holder) = self.store.lease_owner(uid).await? else {
+            return Ok(false); // finished meanwhile
+        };
+        if me.alive(&holder) {
+            return Ok(holder == me.id);
+        }
+        tracing::info!(workflow_uid = %uid, dead_owner = %holder, "adopting a dead process's workflow");
+        Ok(self
+            .store
+            .transfer_lease(uid, &holder, &me.id, i64::MAX)
+            .await?)
     }
 
     /// Artifact GC of a workflow this process finished, awaited (the
@@ -200,8 +292,6 @@ impl Running {
     /// Apply control requests addressed to workflows this process runs.
     fn spawn_control_poller(&self, store: Store) {
         let engine = self.engine.clone();
-        let locks = self.locks.clone();
-        let leased = self.replica.is_some();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -209,23 +299,13 @@ impl Running {
                     continue;
                 };
                 for r in reqs {
-                    let uid = r
-                        .body
-                        .get("uid")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
                     let name = r
                         .body
                         .get("name")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    let mine = if leased {
-                        engine.live_status(&r.namespace, name).await.is_some()
-                    } else {
-                        locks.lock().expect("lock map").contains_key(&uid)
-                    };
-                    if !mine {
+                    // Ours when our engine drives it (it owns what it drives).
+                    if engine.live_status(&r.namespace, name).await.is_none() {
                         continue;
                     }
                     if let Some(ev) = control_event(&r.body) {

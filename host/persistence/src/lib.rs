@@ -152,6 +152,31 @@ impl Store {
     }
 
     /// `"sqlite"` or `"postgres"`.
+    /// Who holds the lease of an unfinished workflow (None: nobody, or it is finished).
+    /// With one machine's SQLite, owners are processes proven alive by a lock
+    /// file (see the interaction layer's `app.rs`), and leases never expire.
+    #[instrument(skip(self), err)]
+    pub async fn lease_owner(&self, uid: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.inner.db.lease_owner(uid).await?)
+    }
+
+    /// Move a lease from an owner known to be gone to `to`; false if another
+    /// process moved it first.
+    #[instrument(skip(self), err)]
+    pub async fn transfer_lease(
+        &self,
+        uid: &str,
+        from: &str,
+        to: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .db
+            .transfer_lease(uid, from, to, until_ms)
+            .await?)
+    }
+
     pub fn backend(&self) -> &'static str {
         self.inner.db.backend()
     }

@@ -425,6 +425,45 @@ impl Db {
         Ok(rows)
     }
 
+    /// Who holds the lease of an unfinished workflow (None: nobody, or finished).
+    pub(crate) async fn lease_owner(&self, uid: &str) -> Result<Option<String>, Error> {
+        const SQL: &str = "SELECT lease_owner FROM workflows WHERE uid = $1 \
+             AND phase IN ('Pending', 'Running')";
+        let owner: Option<Option<String>> = on_pool!(self, reader, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(uid)
+                .fetch_optional(pool)
+                .await
+                .ctx("lease_owner: select workflows")?
+        });
+        Ok(owner.flatten())
+    }
+
+    /// Move a workflow's lease from `from` (known to be gone) to `to`, until
+    /// `until_ms`. False when someone else moved it first.
+    pub(crate) async fn transfer_lease(
+        &self,
+        uid: &str,
+        from: &str,
+        to: &str,
+        until_ms: i64,
+    ) -> Result<bool, Error> {
+        const SQL: &str = "UPDATE workflows SET lease_owner = $1, lease_expires_ms = $2 \
+             WHERE uid = $3 AND lease_owner = $4 AND phase IN ('Pending', 'Running')";
+        let n = in_write_tx!(self, "transfer_lease: transaction", |tx| {
+            sqlx::query(SQL)
+                .bind(to)
+                .bind(until_ms)
+                .bind(uid)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .ctx("transfer_lease: update workflows")?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     pub(crate) async fn release_lease(&self, uid: &str, owner: &str) -> Result<(), Error> {
         const SQL: &str = "UPDATE workflows SET lease_owner = NULL, lease_expires_ms = NULL \
              WHERE uid = $1 AND lease_owner = $2";

@@ -62,6 +62,10 @@ pub struct EngineOptions {
     /// Share workflows with other replicas through leases (None: this process owns
     /// what it submits or adopts, nothing else).
     pub replica: Option<ReplicaOptions>,
+    /// Without replicas: the owner id new workflow rows are stamped with (a
+    /// lease that never expires; the caller proves the owner alive some other
+    /// way, e.g. a lock file). None: rows are inserted unowned.
+    pub owner: Option<String>,
     /// Semaphore limits by `<namespace>/<configmap>/<key>`; unknown semaphores get 1.
     pub semaphore_limits: HashMap<String, u32>,
     /// Most messages handled in one turn (one commit).
@@ -79,6 +83,7 @@ impl Default for EngineOptions {
             semaphore_limits: HashMap::new(),
             batch_max: 2048,
             replica: None,
+            owner: None,
             metrics: None,
             artifact_repositories: Default::default(),
         }
@@ -704,7 +709,14 @@ impl Owner {
                     .create_workflow_leased(&rec, &r.id, until)
                     .await?
             }
-            None => self.store.create_workflow(&rec).await?,
+            None => match &self.opts.owner {
+                Some(owner) => {
+                    self.store
+                        .create_workflow_leased(&rec, owner, i64::MAX)
+                        .await?
+                }
+                None => self.store.create_workflow(&rec).await?,
+            },
         }
         self.by_name
             .insert((rec.namespace.clone(), rec.name.clone()), uid.clone());

@@ -103,12 +103,9 @@ pub async fn submit_value(state: &ApiState, wf: Value, dry_run: bool) -> ApiResu
         return Ok(out);
     }
     let ns = typed.namespace().to_string();
+    // The engine inserts the row already owned by this process (its replica
+    // lease, or its owner id in lock-file mode).
     let rec = state.engine.submit(typed).await?;
-    // A replica's engine inserted the row already leased to itself; with lock
-    // files, take the workflow's lock now.
-    if state.running.replica_id().is_none() {
-        state.own(&rec.uid).await?;
-    }
     state.metrics.submitted.inc();
     load(&state.store, &ns, &rec.name).await
 }

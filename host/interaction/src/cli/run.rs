@@ -195,8 +195,7 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
                     weft_engine::runtime::SubmitError::Invalid(m),
                 ) => Invalid(m).into(),
                 other => other.into(),
-            })?;
-        running.own(&rec.uid).await?;
+            })?; // the row is inserted owned by this process
         let phase = progress::watch(
             &running.engine,
             &app.store,
