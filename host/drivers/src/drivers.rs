@@ -569,13 +569,15 @@ impl Drivers {
     /// Place the input artifacts in the step's root (created now, before the
     /// plugin spawns into it).
     async fn place_inputs(&self, req: &StepRequest, step: &StepKey) -> Result<(), String> {
-        let dir = self.inner.caps.processes.step_dir(step);
+        let procs = self.inner.caps.processes.clone();
+        let dir = procs.step_dir(step);
         let repos = self.inner.repos.clone();
         let template = req.template.clone();
         let t0 = Instant::now();
         let r = tokio::task::spawn_blocking(move || {
             let root = dir.join("root");
-            crate::sandbox::manager::prepare_root(&root, &[], "/")
+            procs
+                .prepare_root(&dir, &[], "/")
                 .map_err(|e| format!("preparing the step root: {e}"))?;
             let scratch = dir.join("artifacts-in");
             let _ = std::fs::remove_dir_all(&scratch);
@@ -597,9 +599,12 @@ impl Drivers {
         let dir = self.inner.caps.processes.step_dir(step);
         let repos = self.inner.repos.clone();
         let template = req.template.clone();
+        // the step has exited; its root is deleted after this unless kept
+        let disposable = !self.inner.caps.processes.keeps_dirs();
         let t0 = Instant::now();
         let saved = tokio::task::spawn_blocking(move || {
-            stage::save_outputs(&repos, &template, &dir.join("root"), &dir.join("main.log"))
+            let (root, log) = (dir.join("root"), dir.join("main.log"));
+            stage::save_outputs(&repos, &template, &root, &log, disposable)
         })
         .await
         .unwrap_or_else(|e| stage::Saved {

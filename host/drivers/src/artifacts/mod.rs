@@ -35,7 +35,9 @@ pub mod stage;
 #[doc(hidden)]
 pub mod testing;
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::path::Path;
 
 pub use azure::{AzureOptions, AzureRepository};
 pub use gcs::{GcsOptions, GcsRepository};
@@ -140,6 +142,29 @@ pub trait Repository: Send + Sync {
     /// Remove the object at exactly `key`; a missing object is no error
     /// (garbage collection retries, and may race another replica).
     fn delete(&self, key: &Key) -> Result<(), ArtifactError>;
+    /// Store the regular file `src` under `key`. `disposable`: the caller
+    /// neither reads nor changes `src` again and will delete it (a finished
+    /// step's private root), so a repository on the same filesystem may take
+    /// the file itself (a hard link) instead of copying its bytes.
+    fn put_file(&self, key: &Key, src: &Path, disposable: bool) -> Result<(), ArtifactError> {
+        let _ = disposable;
+        let mut f =
+            File::open(src).map_err(ArtifactError::io(format!("reading {}", src.display())))?;
+        let mut w = self.create(key)?;
+        copy(&mut f, &mut w).map_err(ArtifactError::io(format!("saving '{key}'")))?;
+        w.commit()
+    }
+    /// Write the object at exactly `key` to the new file `dest`; false (and
+    /// no file) when there is no such object.
+    fn get_to_file(&self, key: &Key, dest: &Path) -> Result<bool, ArtifactError> {
+        let Some(mut r) = self.open(key)? else {
+            return Ok(false);
+        };
+        let mut out = File::create(dest)
+            .map_err(ArtifactError::io(format!("creating {}", dest.display())))?;
+        copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{key}'")))?;
+        Ok(true)
+    }
     /// Remove `key` and every object under `key/` (an artifact saved as a
     /// directory with `archive: none` is many objects). Returns how many went.
     fn delete_all(&self, key: &Key) -> Result<usize, ArtifactError> {

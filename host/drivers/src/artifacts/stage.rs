@@ -201,7 +201,7 @@ fn fetch(
     sub: Option<&str>,
     work: &Path,
 ) -> Result<Option<PathBuf>, ArtifactError> {
-    if let Some(mut r) = repo.open(key)? {
+    if let Some(r) = repo.open(key)? {
         let tgz = repo.open(key)?.map(is_tgz).unwrap_or(false);
         let content = if tgz {
             let dir = work.join("unpacked");
@@ -217,9 +217,11 @@ fn fetch(
                 dir
             }
         } else {
+            drop(r);
             let f = work.join("object");
-            let mut out = File::create(&f).map_err(ArtifactError::io("creating a scratch file"))?;
-            copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{key}'")))?;
+            if !repo.get_to_file(key, &f)? {
+                return Ok(None); // deleted since
+            }
             f
         };
         return Ok(match sub {
@@ -242,13 +244,11 @@ fn fetch(
         Some(s) => key.join(s)?,
         None => key.clone(),
     };
-    if sub.is_some()
-        && let Some(mut r) = repo.open(&k)?
-    {
+    if sub.is_some() {
         let f = work.join("object");
-        let mut out = File::create(&f).map_err(ArtifactError::io("creating a scratch file"))?;
-        copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{k}'")))?;
-        return Ok(Some(f));
+        if repo.get_to_file(&k, &f)? {
+            return Ok(Some(f));
+        }
     }
     let members = repo.list(&k)?;
     if members.is_empty() {
@@ -261,11 +261,7 @@ fn fetch(
         if let Some(p) = dest.parent() {
             std::fs::create_dir_all(p).map_err(ArtifactError::io("creating a scratch dir"))?;
         }
-        let Some(mut r) = repo.open(&m)? else {
-            continue;
-        };
-        let mut out = File::create(&dest).map_err(ArtifactError::io("creating a scratch file"))?;
-        copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{m}'")))?;
+        repo.get_to_file(&m, &dest)?; // false: deleted since listing
     }
     Ok(Some(dir))
 }
@@ -283,10 +279,19 @@ pub struct Saved {
 
 /// Save every output artifact of `template` from `root`, and `main.log`
 /// (`log_file`) when the template archives logs.
-pub fn save_outputs(repos: &Repositories, template: &Value, root: &Path, log_file: &Path) -> Saved {
+///
+/// `disposable`: the step has exited and `root` is deleted afterwards, so its
+/// files may be taken into the repository rather than copied.
+pub fn save_outputs(
+    repos: &Repositories,
+    template: &Value,
+    root: &Path,
+    log_file: &Path,
+    disposable: bool,
+) -> Saved {
     let mut saved = Saved::default();
     for a in list(template, "/outputs/artifacts") {
-        match save_one(repos, a, root) {
+        match save_one(repos, a, root, disposable) {
             Ok(true) => saved.artifacts.push(a.clone()),
             Ok(false) => {}
             Err(e) => {
@@ -339,7 +344,12 @@ pub fn save_outputs(repos: &Repositories, template: &Value, root: &Path, log_fil
 }
 
 /// `Ok(false)`: optional and missing.
-fn save_one(repos: &Repositories, a: &Value, root: &Path) -> Result<bool, String> {
+fn save_one(
+    repos: &Repositories,
+    a: &Value,
+    root: &Path,
+    disposable: bool,
+) -> Result<bool, String> {
     let name = name_of(a);
     let Some(path) = a.get("path").and_then(Value::as_str) else {
         return Err(format!("output artifact '{name}' has no path"));
@@ -382,9 +392,10 @@ fn save_one(repos: &Repositories, a: &Value, root: &Path) -> Result<bool, String
         pack_tgz(&src, &entry, &mut w).map_err(|e| fail(e.to_string()))?;
         w.commit().map_err(|e| fail(e.to_string()))?;
     } else if src.is_dir() {
-        put_dir(repo, &src, &key).map_err(|e| fail(e.to_string()))?;
+        put_dir(repo, &src, &key, disposable).map_err(|e| fail(e.to_string()))?;
     } else {
-        put_file(repo, &src, &key).map_err(|e| fail(e.to_string()))?;
+        repo.put_file(&key, &src, disposable)
+            .map_err(|e| fail(e.to_string()))?;
     }
     tracing::debug!(
         artifact = name,
@@ -404,15 +415,13 @@ fn file_len(p: &Path) -> u64 {
         .map_or(0, |m| m.len())
 }
 
-fn put_file(repo: &dyn Repository, src: &Path, key: &Key) -> Result<(), ArtifactError> {
-    let mut f = File::open(src).map_err(ArtifactError::io(format!("reading {}", src.display())))?;
-    let mut w = repo.create(key)?;
-    copy(&mut f, &mut w).map_err(ArtifactError::io(format!("saving '{key}'")))?;
-    w.commit()
-}
-
 /// Every regular file under `dir` as `key/<relative path>`; symlinks are not followed.
-fn put_dir(repo: &dyn Repository, dir: &Path, key: &Key) -> Result<(), ArtifactError> {
+fn put_dir(
+    repo: &dyn Repository,
+    dir: &Path,
+    key: &Key,
+    disposable: bool,
+) -> Result<(), ArtifactError> {
     let mut stack = vec![(dir.to_path_buf(), key.clone())];
     while let Some((d, k)) = stack.pop() {
         let rd =
@@ -426,7 +435,7 @@ fn put_dir(repo: &dyn Repository, dir: &Path, key: &Key) -> Result<(), ArtifactE
             if ft.is_dir() {
                 stack.push((e.path(), sub));
             } else if ft.is_file() {
-                put_file(repo, &e.path(), &sub)?;
+                repo.put_file(&sub, &e.path(), disposable)?;
             }
         }
     }
@@ -466,7 +475,7 @@ mod tests {
             {"name": "r", "path": "/out/f.txt", "archive": {"none": {}}, "s3": {"key": "wf/pod/f.txt"}},
             {"name": "o", "path": "/nope", "optional": true, "s3": {"key": "wf/pod/o.tgz"}},
         ]}});
-        let s = save_outputs(&r(&repo), &t, &root, Path::new("/nonexistent"));
+        let s = save_outputs(&r(&repo), &t, &root, Path::new("/nonexistent"), false);
         assert_eq!(s.error, None);
         assert_eq!(s.artifacts.len(), 4);
         assert_eq!(
@@ -504,7 +513,7 @@ mod tests {
         let (_d, repo, root, scratch) = setup();
         let t = json!({"outputs": {"artifacts": [
             {"name": "result", "path": "/nope", "s3": {"key": "k.tgz"}}]}});
-        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"))
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"), false)
             .error
             .unwrap();
         assert!(
@@ -523,7 +532,7 @@ mod tests {
         std::fs::write(root.join("f"), "f").unwrap();
         let t = json!({"outputs": {"artifacts": [
             {"name": "a", "path": "/f", "s3": {"key": "../../etc/x"}}]}});
-        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"))
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"), false)
             .error
             .unwrap();
         assert!(e.contains("'..' is not allowed"), "{e}");
@@ -541,7 +550,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
         let t = json!({"outputs": {"artifacts": [
             {"name": "a", "path": "/etc-link/hostname", "s3": {"key": "k"}}]}});
-        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"))
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"), false)
             .error
             .unwrap();
         assert!(e.contains("outside"), "{e}");

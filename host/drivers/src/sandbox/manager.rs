@@ -84,6 +84,8 @@ pub struct ProcessManager {
     /// the step's output artifacts ([`ProcessManager::hold`]); the value says
     /// whether the main process's log is also written to `<step dir>/main.log`.
     held: Mutex<HashMap<PathBuf, bool>>,
+    /// Clean step directories for reuse (unused with `keep_dirs`).
+    pool: Arc<super::pool::RootPool>,
 }
 
 /// A step's log lines for `archiveLogs`, shared by its stdout and stderr pumps.
@@ -135,6 +137,7 @@ impl ProcessManager {
         notifier: Arc<dyn EventNotifier>,
     ) -> ProcessManager {
         ProcessManager {
+            pool: Arc::new(super::pool::RootPool::new(&work_dir)),
             work_dir,
             keep_dirs,
             spawner: Spawner::start(),
@@ -143,6 +146,11 @@ impl ProcessManager {
             table: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether step directories are kept after their step (`keep_step_dirs`).
+    pub fn keeps_dirs(&self) -> bool {
+        self.keep_dirs
     }
 
     /// `<work_dir>/<wf-uid>/<node-id>-<attempt>`: the step's directory; its
@@ -178,10 +186,23 @@ impl ProcessManager {
             return;
         }
         if !self.keep_dirs {
-            std::thread::spawn(move || {
-                let _ = std::fs::remove_dir_all(dir);
-            });
+            let pool = self.pool.clone();
+            std::thread::spawn(move || pool.give(&dir));
         }
+    }
+
+    /// Create the step's private root (from a recycled directory when one is
+    /// free) with the skeleton, `files` and the working directory. Blocking.
+    pub fn prepare_root(
+        &self,
+        step_dir: &Path,
+        files: &[FileSpec],
+        working_dir: &str,
+    ) -> std::io::Result<()> {
+        if !self.keep_dirs {
+            self.pool.take(step_dir);
+        }
+        prepare_root(&step_dir.join("root"), files, working_dir)
     }
 
     /// The deterministic id of a step attempt's process.
@@ -221,10 +242,11 @@ impl ProcessManager {
         let root = step_dir.join("root");
         let working_dir = spec.working_dir.clone().unwrap_or_else(|| "/".into());
         let prep = {
-            let root = root.clone();
+            let this = self.clone();
+            let dir = step_dir.clone();
             let files = spec.files.clone();
             let wd = working_dir.clone();
-            tokio::task::spawn_blocking(move || prepare_root(&root, &files, &wd))
+            tokio::task::spawn_blocking(move || this.prepare_root(&dir, &files, &wd))
                 .await
                 .map_err(|e| ProcessError::Failed(e.to_string()))?
         };
@@ -435,10 +457,8 @@ impl ProcessManager {
         }
         self.table.lock().unwrap().remove(id);
         if !self.keep_dirs && !self.held.lock().unwrap().contains_key(&e.step_dir) {
-            let dir = e.step_dir.clone();
-            std::thread::spawn(move || {
-                let _ = std::fs::remove_dir_all(dir);
-            });
+            let (dir, pool) = (e.step_dir.clone(), self.pool.clone());
+            std::thread::spawn(move || pool.give(&dir));
         }
         Ok(())
     }

@@ -5,9 +5,12 @@
 //!   read-only, a minimal `/dev`, `/proc` read-only, everything else the step's own
 //!   directory; no capabilities, no new privileges, killed when the engine dies.
 //! - [`manager`]: the table of step processes: deterministic ids, adoption,
-//!   log capture into the `LogSink`, stdout tail, exit notification, file reads.
+//!   log capture into the `LogSink`, stdout tail, exit notification, file reads;
+//! - [`pool`]: finished step directories emptied to their skeleton and reused
+//!   (creating inodes is the dearest part of a trivial step).
 
 pub mod manager;
+pub mod pool;
 pub mod spawn;
 
 pub use manager::{ProcessManager, ProcessState};
