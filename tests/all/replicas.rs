@@ -332,3 +332,108 @@ fn rand_u32() -> u32 {
         .subsec_nanos()
         ^ std::process::id()
 }
+
+/// A replica killed and restarted on the same data directory takes its
+/// previous id again (`<home>/replica.id`, locked while in use), so its leases
+/// are still its own: it resumes its workflows at once instead of waiting for
+/// them to expire (the lease here is 120 s; the test allows 40).
+#[test]
+fn a_replica_restarted_on_its_home_resumes_before_its_leases_expire() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Some((mut admin, url)) = pg_admin().await else {
+            return;
+        };
+        let schema = format!("restart_{:08x}", rand_u32());
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let home = Home::new();
+        let start = |home: &Home| {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(home.path().join("server.log"))
+                .unwrap();
+            let mut cmd = home.cmd();
+            cmd.env("WEFT_STORE_URL", &store_url)
+                .env("WEFT_LEASE_SECONDS", "120")
+                .env("WEFT_LOG", "warn");
+            spawn_server(cmd, log.into())
+        };
+        let (mut child, base) = start(&home);
+        for i in 0..5 {
+            let wf = json!({"workflow": {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {"name": format!("held-{i}"), "namespace": "default"},
+                "spec": {"entrypoint": "main", "templates": [
+                    {"name": "main", "steps": [
+                        [{"name": "wait", "template": "wait"}],
+                        [{"name": "say", "template": "say"}],
+                    ]},
+                    {"name": "wait", "suspend": {"duration": "2"}},
+                    {"name": "say", "container": {"image": "busybox", "command": ["sh", "-c", "echo done"]}},
+                ]},
+            }});
+            let (status, body) = http("POST", &base, "/api/v1/workflows/default", &wf);
+            assert_eq!(status, 200, "{body}");
+        }
+        let mut db = PgConnection::connect(&store_url).await.unwrap();
+        let owners = |rows: Vec<(Option<String>,)>| -> Vec<String> {
+            let mut v: Vec<String> = rows.into_iter().filter_map(|r| r.0).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let before = owners(
+            sqlx::query_as("SELECT lease_owner FROM workflows")
+                .fetch_all(&mut db)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(before.len(), 1, "one replica owns them all: {before:?}");
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+
+        let t0 = Instant::now();
+        let (mut child, _base) = start(&home);
+        let done = loop {
+            let counts = phase_counts(&mut db).await;
+            if counts.get("Succeeded") == Some(&5) {
+                break true;
+            }
+            if t0.elapsed() > Duration::from_secs(40) {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let after = owners(
+            sqlx::query_as("SELECT lease_owner FROM workflows")
+                .fetch_all(&mut db)
+                .await
+                .unwrap(),
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        assert!(
+            done,
+            "not all Succeeded {:?} after the restart; server log:\n{}",
+            t0.elapsed(),
+            std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default()
+        );
+        assert_eq!(after, before, "the restarted replica kept its id");
+    });
+}

@@ -43,6 +43,8 @@ pub struct Running {
     pub drivers: Drivers,
     /// Lock-file mode (SQLite): this process's owner id and its held lock.
     owner: Option<ProcessLock>,
+    /// Lease mode: the lock on `<home>/replica.id` while this replica uses that id.
+    _replica_lock: Option<File>,
     /// Lease mode (PostgreSQL): several replicas, on any machines, share the
     /// store; a workflow belongs to the replica holding its lease in the store.
     replica: Option<ReplicaOptions>,
@@ -61,6 +63,44 @@ fn replica_id() -> String {
         std::process::id(),
         rand::random::<u32>()
     )
+}
+
+/// The replica id of a lease-mode engine and the lock that makes it ours.
+///
+/// A replica restarted on the same data directory (a crash, a deploy) takes
+/// its previous id again, from `<home>/replica.id`, when it can lock that
+/// file — proof that the process that used it is gone. Its leases are then
+/// still its own and it resumes its workflows at once instead of waiting for
+/// them to expire. Another replica running on the same directory holds the
+/// lock; then a fresh id is used.
+fn stable_replica_id(home: &Path) -> (String, Option<File>) {
+    let path = home.join("replica.id");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path);
+    let Ok(mut file) = file else {
+        return (replica_id(), None);
+    };
+    if !try_flock(&file) {
+        return (replica_id(), None);
+    }
+    use std::io::{Read, Seek, Write};
+    let mut old = String::new();
+    let _ = file.read_to_string(&mut old);
+    let old = old.trim();
+    if !old.is_empty() && old.len() < 200 && !old.contains(char::is_whitespace) {
+        return (old.to_string(), Some(file));
+    }
+    let id = replica_id();
+    let written = file
+        .set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(id.as_bytes()))
+        .and_then(|_| file.sync_all());
+    (id, written.ok().map(|_| file))
 }
 
 /// This process's claim on the workflows it owns in lock-file mode: an
@@ -194,14 +234,17 @@ impl App {
         // PostgreSQL may be shared by engines on several machines, where lock
         // files mean nothing: ownership is a lease in the store. SQLite is one
         // machine's: ownership is a lock file the kernel drops when we die.
-        let replica = self
-            .config
-            .store_url
-            .starts_with("postgres")
-            .then(|| ReplicaOptions {
-                id: replica_id(),
+        let (replica, replica_lock) = if self.config.store_url.starts_with("postgres") {
+            let (id, lock) = stable_replica_id(&self.config.home);
+            tracing::info!(replica = %id, kept_in_home = lock.is_some(), "lease-mode replica");
+            let r = ReplicaOptions {
+                id,
                 lease: self.config.lease,
-            });
+            };
+            (Some(r), lock)
+        } else {
+            (None, None)
+        };
         let owner = match replica {
             Some(_) => None,
             None => Some(ProcessLock::take(&self.config.home.join("locks"))?),
@@ -231,6 +274,7 @@ impl App {
             engine,
             drivers,
             owner,
+            _replica_lock: replica_lock,
             replica,
             store: self.store.clone(),
             gc,
