@@ -41,7 +41,14 @@ pub fn engine(memory_limit: usize) -> Result<(Engine, TickerGuard), DriverLoadEr
         .total_stacks(POOL_INSTANCES)
         .max_memories_per_component(8)
         .max_tables_per_component(16)
-        .max_memory_size(memory_limit.max(1 << 20));
+        .max_memory_size(memory_limit.max(1 << 20))
+        // A fresh instance per call: resetting its slots afterwards is a cost of
+        // every call. Reset only the pages the call dirtied (PAGEMAP_SCAN, Linux
+        // 6.7+; elsewhere as before), and batch the decommits: each madvise is
+        // a TLB shootdown across cores. (W4 proc, 1,000 steps of two plugin
+        // calls each: 4.3 -> 3.3 s of CPU.)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .decommit_batch_size(16);
     let mut cfg = Config::new();
     cfg.epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
