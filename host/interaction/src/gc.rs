@@ -158,6 +158,11 @@ impl Collector {
         if trigger == Trigger::Completion && !done {
             return Ok(report);
         }
+        // Nothing names OnWorkflowCompletion: nothing to collect, nothing to
+        // mark (the sweeper skips such workflows too). Most workflows: no write.
+        if trigger == Trigger::Completion && !pending_completion(&rec) {
+            return Ok(report);
+        }
         let default = strategy_of(spec_gc).unwrap_or("Never").to_string();
         let jobs = due(&nodes, &default, trigger);
         let first_run = rec.status["artifactGC"]["completion"] != json!("done");
