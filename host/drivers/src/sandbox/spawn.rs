@@ -27,9 +27,21 @@ pub const ROOT_SYMLINKS: &[(&str, &str)] = &[
     ("lib64", "usr/lib64"),
     ("sbin", "usr/sbin"),
 ];
-/// Directories created in every step root before spawn.
+/// Directories created in every step root before spawn. (`.weft/bin` holds
+/// the local driver's emulated commands; as part of the skeleton it is
+/// recycled with the root instead of made anew for every step.)
 pub const ROOT_DIRS: &[&str] = &[
-    "usr", "etc", "opt", "dev", "proc", "tmp", "root", "mnt", "run", "var/tmp",
+    "usr",
+    "etc",
+    "opt",
+    "dev",
+    "proc",
+    "tmp",
+    "root",
+    "mnt",
+    "run",
+    "var/tmp",
+    ".weft/bin",
 ];
 
 /// What to run, with paths already resolved on the host.
