@@ -724,6 +724,28 @@ fn api_bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     );
 }
 
+/// Raise this process's open-file limit (the server child inherits it)
+/// towards `n` descriptors; false if the hard limit is lower than `n`.
+fn raise_nofile(n: u64) -> bool {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return false;
+        }
+        if lim.rlim_cur < n {
+            lim.rlim_cur = n.min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return false;
+            }
+        }
+    }
+    lim.rlim_max >= n
+}
+
 /// Many concurrent watch clients all see a workflow's events.
 fn watchers(n: usize) -> Duration {
     let s = Server::start();
@@ -812,16 +834,21 @@ fn watchers(n: usize) -> Duration {
     connected
 }
 
+/// Issue #4: 10,000 concurrent watch clients (half SSE, half JSON lines)
+/// all see the workflow finish, and the server keeps serving. Needs ~10,000
+/// descriptors in this process and in the server: the soft limit is raised;
+/// a machine whose hard limit is lower runs 2,000 instead, with a notice.
 #[test]
-fn api_many_concurrent_watchers() {
-    watchers(2000);
-}
-
-/// The 10,000-watcher figure in the report: `cargo test -p weft --test all api_ten_thousand -- --ignored --nocapture`.
-#[test]
-#[ignore]
 fn api_ten_thousand_watchers() {
-    watchers(10_000);
+    let n = if raise_nofile(10_000 + 1_024) {
+        10_000
+    } else {
+        eprintln!(
+            "NOTICE: RLIMIT_NOFILE hard limit below 11,024; running 2,000 watchers, not 10,000"
+        );
+        2_000
+    };
+    watchers(n);
 }
 
 #[test]
