@@ -8,11 +8,22 @@
 //! become a multipart upload with at most [`PARALLEL`] parts in flight; reads
 //! pull the response body chunk by chunk.
 //!
+//! Whole files move in parallel pieces ([`Repository::put_file`],
+//! [`Repository::get_to_file`]): a file larger than one [`CHUNK`] is uploaded as
+//! parts read with `pread` at their offsets, [`PARALLEL`] of them in flight;
+//! an object larger than one [`CHUNK`] is fetched as [`PARALLEL`] concurrent
+//! byte ranges, each written with `pwrite` at its offset (the ranges are
+//! conditional on the `ETag` the first `HEAD` saw, so a replaced object fails
+//! the download instead of mixing two versions). Memory per call is at most
+//! `(PARALLEL + 1) * CHUNK`.
+//!
 //! Every error the repository builds is [`ArtifactError::Store`], names the
 //! repository (its `describe()`), and has the configured secret cut out should
 //! a server ever echo it.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +32,11 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+    ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig, WriteMultipart,
 };
 use tokio::runtime::Handle;
+use tokio::task::JoinSet;
 
 use super::{ArtifactError, Key, ObjectWriter, Repository};
 
@@ -324,6 +337,231 @@ impl Repository for ObjectStoreRepository {
             Err(e) => Err(self.err(format!("deleting '{key}'"), e)),
         }
     }
+
+    /// A file of at most one [`CHUNK`] is one `PUT`; a larger one a multipart
+    /// upload of parts read at their offsets, [`PARALLEL`] in flight.
+    fn put_file(
+        &self,
+        key: &Key,
+        src: &std::path::Path,
+        _disposable: bool,
+    ) -> Result<(), ArtifactError> {
+        let reading = || format!("reading {}", src.display());
+        let mut f = File::open(src).map_err(ArtifactError::io(reading()))?;
+        let size = f.metadata().map_err(ArtifactError::io(reading()))?.len();
+        let path = self.path(key);
+        let storing = || format!("storing '{key}'");
+        if size <= CHUNK as u64 {
+            let mut buf = Vec::with_capacity(size as usize);
+            f.read_to_end(&mut buf)
+                .map_err(ArtifactError::io(reading()))?;
+            let r = self.handle.block_on(self.store.put(&path, buf.into()));
+            return r.map(drop).map_err(|e| self.err(storing(), e));
+        }
+        let t0 = std::time::Instant::now();
+        let mut upload = self
+            .handle
+            .block_on(self.store.put_multipart(&path))
+            .map_err(|e| self.err(storing(), e))?;
+        let parts = match self.put_parts(&f, size, upload.as_mut(), src, key) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.handle.block_on(upload.abort());
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.handle.block_on(upload.complete()) {
+            let _ = self.handle.block_on(upload.abort());
+            return Err(self.err(storing(), e));
+        }
+        tracing::debug!(
+            repository = %self.described,
+            %key,
+            bytes = size,
+            parts,
+            elapsed_us = t0.elapsed().as_micros() as u64,
+            "file uploaded in parts"
+        );
+        Ok(())
+    }
+
+    /// An object of at most one [`CHUNK`] is one streamed `GET`; a larger one
+    /// [`PARALLEL`] concurrent range `GET`s written at their offsets.
+    fn get_to_file(&self, key: &Key, dest: &std::path::Path) -> Result<bool, ArtifactError> {
+        let path = self.path(key);
+        let reading = || format!("reading '{key}'");
+        let meta = match self.handle.block_on(self.store.head(&path)) {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            // a "directory" (see `open`)
+            Err(e) => match self.list(key) {
+                Ok(l) if !l.is_empty() => return Ok(false),
+                _ => return Err(self.err(reading(), e)),
+            },
+        };
+        let creating = || format!("creating {}", dest.display());
+        let out = File::create(dest).map_err(ArtifactError::io(creating()))?;
+        let t0 = std::time::Instant::now();
+        let r = if meta.size <= CHUNK as u64 {
+            self.get_whole(key, &out, dest)
+        } else {
+            self.get_ranges(key, &path, &meta, &out, dest)
+                .map(|()| true)
+        };
+        drop(out);
+        match r {
+            Ok(true) => {
+                tracing::debug!(
+                    repository = %self.described,
+                    %key,
+                    bytes = meta.size,
+                    elapsed_us = t0.elapsed().as_micros() as u64,
+                    "object downloaded"
+                );
+                Ok(true)
+            }
+            // deleted between HEAD and GET, or failed: no file
+            Ok(false) | Err(_) => {
+                let _ = std::fs::remove_file(dest);
+                r
+            }
+        }
+    }
+}
+
+impl ObjectStoreRepository {
+    /// Upload `size` bytes of `f` as the parts of `upload`; returns how many.
+    fn put_parts(
+        &self,
+        f: &File,
+        size: u64,
+        upload: &mut dyn MultipartUpload,
+        src: &std::path::Path,
+        key: &Key,
+    ) -> Result<usize, ArtifactError> {
+        let storing = || format!("storing '{key}'");
+        let mut inflight: JoinSet<object_store::Result<()>> = JoinSet::new();
+        let (mut off, mut parts) = (0u64, 0usize);
+        while off < size {
+            let n = (size - off).min(CHUNK as u64) as usize;
+            let mut buf = vec![0u8; n];
+            f.read_exact_at(&mut buf, off)
+                .map_err(ArtifactError::io(format!("reading {}", src.display())))?;
+            while inflight.len() >= PARALLEL {
+                self.joined(self.handle.block_on(inflight.join_next()), storing)?;
+            }
+            inflight.spawn_on(upload.put_part(PutPayload::from(buf)), &self.handle);
+            off += n as u64;
+            parts += 1;
+        }
+        while let Some(j) = self.handle.block_on(inflight.join_next()) {
+            self.joined(Some(j), storing)?;
+        }
+        Ok(parts)
+    }
+
+    /// One finished task's result as ours.
+    fn joined<T>(
+        &self,
+        j: Option<Result<object_store::Result<T>, tokio::task::JoinError>>,
+        doing: impl Fn() -> String,
+    ) -> Result<Option<T>, ArtifactError> {
+        match j {
+            None => Ok(None),
+            Some(Ok(Ok(v))) => Ok(Some(v)),
+            Some(Ok(Err(e))) => Err(self.err(doing(), e)),
+            Some(Err(e)) => Err(store_error(
+                &self.described,
+                doing(),
+                &e,
+                self.secret.as_deref(),
+            )),
+        }
+    }
+
+    /// The whole (small) object streamed into `out`; false: it is gone.
+    fn get_whole(
+        &self,
+        key: &Key,
+        out: &File,
+        dest: &std::path::Path,
+    ) -> Result<bool, ArtifactError> {
+        let Some(mut r) = self.open(key)? else {
+            return Ok(false);
+        };
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, out);
+        super::copy(&mut r, &mut w)
+            .and_then(|_| w.flush())
+            .map_err(ArtifactError::io(format!(
+                "reading '{key}' into {}",
+                dest.display()
+            )))?;
+        Ok(true)
+    }
+
+    /// The object `meta` describes, fetched as ranges of one [`CHUNK`],
+    /// [`PARALLEL`] at a time, each written at its offset in `out`. Every
+    /// range must come from the object `HEAD` saw (same `ETag`, same size).
+    fn get_ranges(
+        &self,
+        key: &Key,
+        path: &Path,
+        meta: &object_store::ObjectMeta,
+        out: &File,
+        dest: &std::path::Path,
+    ) -> Result<(), ArtifactError> {
+        let reading = || format!("reading '{key}'");
+        let writing = format!("writing '{key}' to {}", dest.display());
+        let size = meta.size;
+        out.set_len(size)
+            .map_err(ArtifactError::io(writing.clone()))?;
+        type Piece = (std::ops::Range<u64>, Option<String>, u64, Bytes);
+        let mut inflight: JoinSet<object_store::Result<Piece>> = JoinSet::new();
+        let mut next = 0u64;
+        loop {
+            while inflight.len() < PARALLEL && next < size {
+                let range = next..(next + CHUNK as u64).min(size);
+                next = range.end;
+                let opts = GetOptions {
+                    range: Some(GetRange::Bounded(range.clone())),
+                    if_match: meta.e_tag.clone(),
+                    ..Default::default()
+                };
+                let (store, path) = (self.store.clone(), path.clone());
+                inflight.spawn_on(
+                    async move {
+                        let r = store.get_opts(&path, opts).await?;
+                        let (tag, total) = (r.meta.e_tag.clone(), r.meta.size);
+                        Ok((range, tag, total, r.bytes().await?))
+                    },
+                    &self.handle,
+                );
+            }
+            let j = self.handle.block_on(inflight.join_next());
+            let Some((range, tag, total, bytes)) = self.joined(j, reading)? else {
+                return Ok(());
+            };
+            let changed = (tag.is_some() && meta.e_tag.is_some() && tag != meta.e_tag)
+                || total != size
+                || bytes.len() as u64 != range.end - range.start;
+            if changed {
+                return Err(store_error(
+                    &self.described,
+                    reading(),
+                    &format!(
+                        "the object changed while being read (bytes {}..{} of {size}: got {} bytes of an object of {total}, ETag {tag:?}, expected {:?})",
+                        range.start,
+                        range.end,
+                        bytes.len(),
+                        meta.e_tag
+                    ),
+                    self.secret.as_deref(),
+                ));
+            }
+            out.write_all_at(&bytes, range.start)
+                .map_err(ArtifactError::io(writing.clone()))?;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -351,6 +589,8 @@ mod tests {
         )
         .unwrap();
         testing::contract(&r);
+        let scratch = tempfile::tempdir().unwrap();
+        testing::files(&r, scratch.path());
         // keys live under the prefix in the store
         let mut w = r.create(&Key::parse("k").unwrap()).unwrap();
         w.write_all(b"v").unwrap();

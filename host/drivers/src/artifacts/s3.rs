@@ -209,12 +209,39 @@ mod tests {
     }
 
     #[test]
+    fn files_in_parallel_parts_and_ranges_on_s3s_fs() {
+        let (rt, d, o) = setup();
+        let r = S3Repository::s3(&o, rt.handle().clone()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        testing::files(&r, scratch.path());
+        // a multipart object is one file on the server, no parts left over
+        let src = scratch.path().join("big");
+        let data: Vec<u8> = (0..super::super::objstore::CHUNK * 3 + 1)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        std::fs::write(&src, &data).unwrap();
+        r.put_file(&Key::parse("m/big").unwrap(), &src, true)
+            .unwrap();
+        assert!(std::fs::read(d.path().join("bucket/pre/fix/m/big")).unwrap() == data);
+        let dest = scratch.path().join("back");
+        assert!(r.get_to_file(&Key::parse("m/big").unwrap(), &dest).unwrap());
+        assert!(std::fs::read(&dest).unwrap() == data);
+    }
+
+    #[test]
     fn wrong_credentials_name_the_repository_never_the_secret() {
         let (rt, _d, mut o) = setup();
         o.secret_key = Some(Secret("wrong-secret-value".into()));
         let r = S3Repository::s3(&o, rt.handle().clone()).unwrap();
         testing::wrong_credentials(
             &r,
+            &["S3 repository s3://bucket/pre/fix/", "127.0.0.1"],
+            &["wrong-secret-value", "sk-very-secret"],
+        );
+        let scratch = tempfile::tempdir().unwrap();
+        testing::wrong_credentials_files(
+            &r,
+            scratch.path(),
             &["S3 repository s3://bucket/pre/fix/", "127.0.0.1"],
             &["wrong-secret-value", "sk-very-secret"],
         );

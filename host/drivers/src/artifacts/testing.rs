@@ -102,6 +102,112 @@ pub fn wrong_credentials(r: &dyn Repository, names: &[&str], secrets: &[&str]) {
     }
 }
 
+/// Whole files through [`Repository::put_file`] and [`Repository::get_to_file`]
+/// (in parallel parts and ranges where the repository does so): empty, one
+/// byte, either side of one [`CHUNK`] and an odd multi-part size round-trip
+/// byte for byte, also through `open`; a missing key and a "directory" give
+/// `false` and no file; a missing source and an unwritable destination fail
+/// naming the path. `scratch` is a directory for the files. Leaves the
+/// repository empty.
+pub fn files(r: &dyn Repository, scratch: &Path) {
+    let sizes = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 12_345];
+    for (i, n) in sizes.into_iter().enumerate() {
+        // a different pattern per size, so parts written at a wrong offset show
+        let data: Vec<u8> = (0..n).map(|j| ((j * 7 + i) % 253) as u8).collect();
+        let src = scratch.join(format!("src-{n}"));
+        std::fs::write(&src, &data).unwrap();
+        let key = Key::parse(&format!("files/f{n}")).unwrap();
+        r.put_file(&key, &src, i % 2 == 0)
+            .unwrap_or_else(|e| panic!("{}: put_file of {n} bytes: {e}", r.describe()));
+        let dest = scratch.join(format!("dest-{n}"));
+        assert!(
+            r.get_to_file(&key, &dest)
+                .unwrap_or_else(|e| panic!("{}: get_to_file of {n} bytes: {e}", r.describe())),
+            "{n} bytes: not found"
+        );
+        let back = std::fs::read(&dest).unwrap();
+        assert!(
+            back.len() == n && back == data,
+            "{n} bytes: got {} bytes, differing",
+            back.len()
+        );
+        assert!(
+            get(r, &format!("files/f{n}")).unwrap() == data,
+            "{n} bytes: open differs"
+        );
+    }
+    // replacing a multipart object with a smaller one: the file is the new one
+    let src = scratch.join("src-small");
+    std::fs::write(&src, b"replaced").unwrap();
+    let big = Key::parse(&format!("files/f{}", 2 * CHUNK + 12_345)).unwrap();
+    r.put_file(&big, &src, false).unwrap();
+    let dest = scratch.join("dest-replaced");
+    assert!(r.get_to_file(&big, &dest).unwrap());
+    assert_eq!(std::fs::read(&dest).unwrap(), b"replaced");
+    // missing key, and a prefix with objects below it: false and no file
+    for k in ["files/none", "files"] {
+        let dest = scratch.join("dest-none");
+        assert!(
+            !r.get_to_file(&Key::parse(k).unwrap(), &dest).unwrap(),
+            "{k}"
+        );
+        assert!(!dest.exists(), "{k}: a file was left");
+    }
+    // a source that does not exist; a destination that cannot be created
+    let e = r
+        .put_file(
+            &Key::parse("files/x").unwrap(),
+            &scratch.join("no-such-src"),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no-such-src"), "{e}");
+    assert!(get(r, "files/x").is_none());
+    let bad = scratch.join("no-such-dir/dest");
+    let e = r.get_to_file(&big, &bad).unwrap_err().to_string();
+    assert!(e.contains("no-such-dir"), "{e}");
+    assert_eq!(
+        r.delete_all(&Key::parse("files").unwrap()).unwrap(),
+        sizes.len()
+    );
+    assert!(keys(r, "files").is_empty());
+}
+
+/// With wrong credentials `put_file` and `get_to_file` fail naming the
+/// repository, never carrying `secrets`, and leave no file behind.
+pub fn wrong_credentials_files(
+    r: &dyn Repository,
+    scratch: &Path,
+    names: &[&str],
+    secrets: &[&str],
+) {
+    let small = scratch.join("small");
+    std::fs::write(&small, b"data").unwrap();
+    let big = scratch.join("big");
+    std::fs::write(&big, vec![7u8; CHUNK + 1]).unwrap();
+    let k = Key::parse("k").unwrap();
+    let dest = scratch.join("dest");
+    let errors = [
+        r.put_file(&k, &small, false).unwrap_err().to_string(),
+        r.put_file(&k, &big, true).unwrap_err().to_string(),
+        r.get_to_file(&k, &dest).unwrap_err().to_string(),
+    ];
+    assert!(!dest.exists());
+    for e in errors {
+        for n in names {
+            assert!(e.contains(n), "error does not name {n:?}: {e}");
+        }
+        for s in secrets {
+            assert!(!e.contains(s), "error carries a secret: {e}");
+        }
+        assert!(
+            e.contains("403") || e.to_lowercase().contains("signature"),
+            "not an authorization failure: {e}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- Azurite
 
 /// The emulator's well-known account and key (public, documented by Microsoft).
