@@ -197,7 +197,7 @@ fn bench_artifacts_measures_local_and_s3_beside_cp() {
     let v = json(&out);
     assert_eq!(v["size_mib"], 8);
     assert_eq!(v["bytes"], 8 << 20);
-    for floor in ["cp", "cp_sync", "cat"] {
+    for floor in ["cp", "cp_sync", "cp_fresh", "cat"] {
         assert!(v[floor]["mb_s"].as_f64().unwrap() > 0.0, "{floor}: {v}");
     }
     let repos = v["repositories"].as_array().unwrap();
@@ -214,6 +214,7 @@ fn bench_artifacts_measures_local_and_s3_beside_cp() {
             "load_mb_s",
             "through_mb_s",
             "ratio_to_cp",
+            "ratio_to_cp_fresh",
             "wall_s",
         ] {
             assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
