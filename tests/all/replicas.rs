@@ -163,6 +163,18 @@ async fn pg_admin() -> Option<(PgConnection, String)> {
     }
 }
 
+/// A new schema `<prefix>_<random>` and a store URL that uses it.
+async fn fresh_schema(admin: &mut PgConnection, url: &str, prefix: &str) -> (String, String) {
+    let schema = format!("{prefix}_{:08x}", rand_u32());
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    (schema, store_url)
+}
+
 async fn phase_counts(db: &mut PgConnection) -> HashMap<String, i64> {
     sqlx::query_as::<_, (String, i64)>("SELECT phase, COUNT(*) FROM workflows GROUP BY phase")
         .fetch_all(db)
@@ -183,13 +195,7 @@ fn three_replicas_share_300_workflows_and_survive_a_kill() {
         let Some((mut admin, url)) = pg_admin().await else {
             return;
         };
-        let schema = format!("replicas_{:08x}", rand_u32());
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let (schema, store_url) = fresh_schema(&mut admin, &url, "replicas").await;
         let mut db = PgConnection::connect(&store_url).await.unwrap();
 
         let (port, hits) = counter();
@@ -348,13 +354,7 @@ fn a_replica_restarted_on_its_home_resumes_before_its_leases_expire() {
         let Some((mut admin, url)) = pg_admin().await else {
             return;
         };
-        let schema = format!("restart_{:08x}", rand_u32());
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let (schema, store_url) = fresh_schema(&mut admin, &url, "restart").await;
         let home = Home::new();
         let start = |home: &Home| {
             let log = std::fs::OpenOptions::new()
