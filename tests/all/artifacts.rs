@@ -5,15 +5,6 @@ use serde_json::Value;
 
 use super::support::*;
 
-/// Run `yaml` and return (exit code, the workflow JSON).
-fn run(home: &Home, name: &str, yaml: &str) -> (Option<i32>, Value) {
-    let f = home.file(name, yaml);
-    let out = home.run(&["run", f.to_str().unwrap(), "-o", "json"]);
-    let code = out.status.code();
-    assert!(code != Some(2), "invalid input: {}", stderr(&out));
-    (code, json(&out))
-}
-
 fn logs(home: &Home, wf: &Value) -> String {
     let name = wf["metadata"]["name"].as_str().unwrap();
     stdout(&home.run(&["logs", name]))
@@ -64,7 +55,7 @@ spec:
 #[test]
 fn file_and_directory_artifacts_pass_between_steps() {
     let home = Home::new();
-    let (code, wf) = run(&home, "pass.yaml", PASS);
+    let (code, wf) = run_file(&home, "pass.yaml", PASS);
     assert_eq!(code, Some(0), "{wf:#}");
     let name = wf["metadata"]["name"].as_str().unwrap();
     let make = node(&wf, "make");
@@ -101,7 +92,7 @@ fn file_and_directory_artifacts_pass_between_steps() {
 #[test]
 fn missing_non_optional_output_fails_naming_artifact_and_repository() {
     let home = Home::new();
-    let (code, wf) = run(
+    let (code, wf) = run_file(
         &home,
         "missing.yaml",
         r#"kind: Workflow
@@ -130,7 +121,7 @@ spec:
 #[test]
 fn dotdot_keys_are_rejected() {
     let home = Home::new();
-    let (code, wf) = run(
+    let (code, wf) = run_file(
         &home,
         "dotdot.yaml",
         r#"kind: Workflow
@@ -193,7 +184,7 @@ fn a_malicious_tar_is_rejected() {
         evil_tgz(b"../../../pwned.txt", b"pwned\n"),
     )
     .unwrap();
-    let (code, wf) = run(
+    let (code, wf) = run_file(
         &home,
         "evil.yaml",
         r#"kind: Workflow
@@ -221,7 +212,7 @@ spec:
 #[test]
 fn archive_logs_saves_main_log() {
     let home = Home::new();
-    let (code, wf) = run(
+    let (code, wf) = run_file(
         &home,
         "logs.yaml",
         r#"kind: Workflow
@@ -261,7 +252,7 @@ fn s3_home(s3: &S3Server, secret: &str) -> Home {
 fn s3_default_repository_passes_file_and_directory_artifacts() {
     let s3 = S3Server::start();
     let home = s3_home(&s3, S3_SECRET_KEY);
-    let (code, wf) = run(&home, "pass.yaml", PASS);
+    let (code, wf) = run_file(&home, "pass.yaml", PASS);
     assert_eq!(code, Some(0), "{wf:#}");
     let out = node(&wf, "use")["outputs"]["result"].as_str().unwrap();
     assert_eq!(
@@ -321,7 +312,7 @@ spec:
 "#,
         addr = s3.addr
     );
-    let (code, wf) = run(&home, "full.yaml", &yaml);
+    let (code, wf) = run_file(&home, "full.yaml", &yaml);
     assert_eq!(code, Some(0), "{wf:#}");
     assert_eq!(node(&wf, "use")["outputs"]["result"], "elsewhere");
     assert_eq!(
@@ -380,7 +371,7 @@ key_format = "{{workflow.creationTimestamp.Y}}/{{workflow.namespace}}/{{workflow
 "#,
     );
     // default repository, its keyFormat
-    let (code, wf) = run(&home, "pass.yaml", PASS);
+    let (code, wf) = run_file(&home, "pass.yaml", PASS);
     assert_eq!(code, Some(0), "{wf:#}");
     let name = wf["metadata"]["name"].as_str().unwrap();
     let a = &node(&wf, "make")["outputs"]["artifacts"][0];
@@ -394,7 +385,7 @@ key_format = "{{workflow.creationTimestamp.Y}}/{{workflow.namespace}}/{{workflow
         "spec:\n  artifactRepositoryRef: {configMap: team-repos, key: a}\n",
         1,
     );
-    let (code, wf) = run(&home, "ref.yaml", &yaml);
+    let (code, wf) = run_file(&home, "ref.yaml", &yaml);
     assert_eq!(code, Some(0), "{wf:#}");
     let out = node(&wf, "use")["outputs"]["result"].as_str().unwrap();
     assert_eq!(
@@ -423,7 +414,7 @@ spec:
       artifacts:
       - {name: x, path: /tmp/x}
 "#;
-    let (code, wf) = run(&home, "gc.yaml", gc);
+    let (code, wf) = run_file(&home, "gc.yaml", gc);
     assert_eq!(code, Some(0), "{wf:#}");
     let name = wf["metadata"]["name"].as_str().unwrap().to_string();
     let a = &node(&wf, &name)["outputs"]["artifacts"][0];

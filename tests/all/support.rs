@@ -49,6 +49,16 @@ impl Home {
     }
 }
 
+/// `weft run` the workflow `yaml` (written to `name` in the home) with `-o json`:
+/// (exit code, the workflow JSON). Invalid input (exit 2) fails the test.
+pub fn run_file(home: &Home, name: &str, yaml: &str) -> (Option<i32>, serde_json::Value) {
+    let f = home.file(name, yaml);
+    let out = home.run(&["run", f.to_str().unwrap(), "-o", "json"]);
+    let code = out.status.code();
+    assert!(code != Some(2), "invalid input: {}", stderr(&out));
+    (code, json(&out))
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

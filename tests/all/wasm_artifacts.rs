@@ -48,14 +48,6 @@ object_store = {{ bucket = "vault-bytes", prefix = "weft/artifacts" }}
     home
 }
 
-fn run(home: &Home, name: &str, yaml: &str) -> (Option<i32>, Value) {
-    let f = home.file(name, yaml);
-    let out = home.run(&["run", f.to_str().unwrap(), "-o", "json"]);
-    let code = out.status.code();
-    assert!(code != Some(2), "invalid input: {}", stderr(&out));
-    (code, json(&out))
-}
-
 fn sha256_of(p: &Path) -> String {
     let out = std::process::Command::new("sha256sum")
         .arg(p)
@@ -88,7 +80,7 @@ fn check_sidecar(home: &Home, key: &str) {
 #[test]
 fn a_wasm_plugin_is_the_default_repository() {
     let home = plugin_home();
-    let (code, wf) = run(&home, "pass.yaml", PASS);
+    let (code, wf) = run_file(&home, "pass.yaml", PASS);
     assert_eq!(code, Some(0), "{wf:#}");
     let out = node(&wf, "use")["outputs"]["result"].as_str().unwrap();
     assert_eq!(
@@ -151,7 +143,7 @@ spec:
         good = key(1),
         bad = key(2),
     );
-    let (code, wf) = run(&home, "consume.yaml", &consume);
+    let (code, wf) = run_file(&home, "consume.yaml", &consume);
     assert_eq!(code, Some(1), "{wf:#}");
     let intact = node(&wf, "intact");
     assert_eq!(intact["phase"], "Succeeded", "{intact:#}");
@@ -220,7 +212,7 @@ fn has_files(p: &Path) -> bool {
 #[test]
 fn artifact_gc_deletes_through_the_plugin() {
     let home = plugin_home();
-    let (code, wf) = run(
+    let (code, wf) = run_file(
         &home,
         "gc.yaml",
         r#"kind: Workflow
