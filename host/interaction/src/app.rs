@@ -285,11 +285,6 @@ impl App {
 }
 
 impl Running {
-    /// This replica's id in lease mode (PostgreSQL), None with lock files.
-    pub fn replica_id(&self) -> Option<&str> {
-        self.replica.as_ref().map(|r| r.id.as_str())
-    }
-
     /// Take ownership of a workflow: its lease (PostgreSQL), or (SQLite) the
     /// owner in its row when that is us, nobody, or a process that died.
     /// False if another live process owns it.
