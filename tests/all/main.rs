@@ -12,6 +12,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod cron;
+mod fetch_artifacts;
 mod guests;
 mod plugin_steps;
 mod replicas;

@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -219,6 +221,154 @@ spec:
         n["message"].as_str().unwrap().contains("api.token"),
         "{n:#}"
     );
+}
+
+/// An https server on 127.0.0.1 (rustls; its certificate, for the IP
+/// 127.0.0.1, issued by a CA made here): `/ok` → 200 `hello over tls`, else
+/// 404. Returns the port, the CA certificate (PEM) and the count of TCP
+/// connections it accepted; lives until the test process exits.
+fn serve_tls() -> (u16, String, Arc<AtomicUsize>) {
+    use tokio_rustls::rustls;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "weft test CA");
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            while let Ok((sock, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(sock).await else {
+                        return; // e.g. a client that does not trust the CA
+                    };
+                    let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                        let _: &hyper::body::Incoming = req.body();
+                        let (status, body) = match req.uri().path() {
+                            "/ok" => (200, "hello over tls"),
+                            _ => (404, "no such thing"),
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "text/plain")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    (port, ca.pem(), accepted)
+}
+
+/// `https` through the http capability: trusted through the grant's
+/// `http_ca_certs` (a path relative to weft.toml), refused without it, and a
+/// host outside the allow-list is refused before any connection is made.
+#[test]
+fn https_templates_trust_granted_cas_and_keep_the_allow_list() {
+    let (port, ca_pem, accepted) = serve_tls();
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: https-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    http:
+      url: "https://127.0.0.1:{port}/ok"
+      timeoutSeconds: 20
+"#
+    );
+    let run = |grants: &str| {
+        let home = Home::new();
+        home.file("ca.pem", &ca_pem);
+        home.file(
+            "weft.toml",
+            &format!("[[plugins]]\nname = \"http\"\nkind = \"driver\"\n[plugins.grants]\n{grants}"),
+        );
+        let f = home.file("https.yaml", &yaml);
+        let (code, wf) = run_in(&home, home.path(), &f, &[]);
+        let n = node(&wf, wf["metadata"]["name"].as_str().unwrap()).clone();
+        (code, n)
+    };
+
+    // the internal CA is granted: the request goes through over TLS
+    let (code, n) = run(&format!(
+        "http_hosts = [\"127.0.0.1:{port}\"]\nhttp_ca_certs = [\"ca.pem\"]\n"
+    ));
+    assert_eq!(code, Some(0), "{n:#}");
+    assert_eq!(n["phase"], "Succeeded", "{n:#}");
+    assert_eq!(n["outputs"]["result"], "hello over tls", "{n:#}");
+
+    // without it the certificate is not trusted (no silent fallback to insecure)
+    let (code, n) = run(&format!("http_hosts = [\"127.0.0.1:{port}\"]\n"));
+    assert_ne!(code, Some(0), "{n:#}");
+    let msg = n["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&format!("https://127.0.0.1:{port}/ok"))
+            && msg.to_ascii_lowercase().contains("certificate"),
+        "{msg}"
+    );
+
+    // a host outside the allow-list: refused, and the server never sees a connection
+    let before = accepted.load(Ordering::SeqCst);
+    let (code, n) = run("http_hosts = [\"api.example.com\"]\nhttp_ca_certs = [\"ca.pem\"]\n");
+    assert_ne!(code, Some(0), "{n:#}");
+    let msg = n["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("not granted") && msg.contains(&format!("127.0.0.1:{port}")),
+        "{msg}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        before,
+        "a refused host was connected to"
+    );
+
+    // a CA file that is not there is named
+    let (code, n) = run(&format!(
+        "http_hosts = [\"127.0.0.1:{port}\"]\nhttp_ca_certs = [\"missing-ca.pem\"]\n"
+    ));
+    assert_ne!(code, Some(0), "{n:#}");
+    let msg = n["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("missing-ca.pem"), "{msg}");
 }
 
 const WASM: &str = r#"kind: Workflow

@@ -58,6 +58,9 @@ pub struct Grants {
     /// Hosts outbound HTTP may reach (`example.com`, `*.example.com`, `host:port`;
     /// `*` is any host).
     pub http_hosts: Vec<String>,
+    /// PEM files of extra certificate authorities trusted for `https` beside
+    /// the system's (a company's internal CA); relative to weft.toml's directory.
+    pub http_ca_certs: Vec<PathBuf>,
     /// May spawn sandboxed host processes.
     pub process: bool,
     /// Secrets the plugin may read (values come from the host environment,

@@ -435,6 +435,11 @@ impl Config {
                 {
                     *path = dir.join(&*path);
                 }
+                for ca in &mut p.grants.http_ca_certs {
+                    if ca.is_relative() {
+                        *ca = dir.join(&*ca);
+                    }
+                }
             }
         }
         let cache_dir = std::env::var_os("WEFT_CACHE_DIR")

@@ -26,6 +26,7 @@
 
 pub mod archive;
 pub mod azure;
+pub mod fetch;
 pub mod gcs;
 pub mod local;
 pub mod objstore;

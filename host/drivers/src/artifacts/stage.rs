@@ -6,7 +6,17 @@
 //! - key-only `s3: {key}` (no bucket, no endpoint): an object, or a directory
 //!   (the objects under `key/`), in the workflow's repository. Objects that are
 //!   gzip'd tars are unpacked (one top-level entry becomes `path`, as in Argo);
-//!   `subPath` selects inside the directory or the unpacked archive.
+//!   `subPath` selects inside the directory or the unpacked archive;
+//! - `http: {url, headers}` (read-only, [`super::fetch`]): the body streamed to
+//!   a scratch file, then unpacked by the same rule (unless `archive: {none:
+//!   {}}`) and moved to `path`; a 404 is "not found" (an optional artifact is
+//!   skipped, a required one fails naming the artifact and the URL);
+//! - `git: {repo, revision, depth, …}` (read-only, [`super::fetch`]): cloned by
+//!   the `git` CLI straight into `path` (into scratch first with `subPath`).
+//!
+//! `path` is resolved inside the step's root (`..` and symlinks out of it are
+//! refused) before anything is fetched. Output artifacts go to repositories
+//! only: an output with an `http` or `git` location is refused.
 //!
 //! Output artifacts carry their key (the engine fills the default
 //! `<workflow>/<pod>/<name>.tgz`, or `<basename>` for `archive: {none: {}}`).
@@ -17,12 +27,16 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::archive::{is_tgz, pack_tgz, unpack_tgz};
+use super::fetch::{self as remote, Http};
 use super::{ArtifactError, Key, Located, Repositories, Repository, copy};
 use crate::sandbox::manager::join_inside;
 
 /// Location fields of Argo's `Artifact`, besides `s3`, `oss` and `raw`, that need a
 /// backend this version does not have.
-const OTHER_LOCATIONS: &[&str] = &["http", "git", "hdfs", "artifactory"];
+const OTHER_LOCATIONS: &[&str] = &["hdfs", "artifactory"];
+
+/// Locations that inputs are read from ([`super::fetch`]) but outputs cannot go to.
+const READ_ONLY_LOCATIONS: &[&str] = &["http", "git"];
 
 /// Whether a resolved template moves artifacts at all.
 pub fn has_inputs(template: &Value) -> bool {
@@ -66,7 +80,14 @@ fn locate(repos: &Repositories, a: &Value, dir: &str) -> Result<Option<Located>,
     for other in OTHER_LOCATIONS {
         if a.get(*other).is_some() {
             return Err(format!(
-                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only S3/OSS, Azure, GCS, the configured repositories and raw)"
+                "{dir} artifact '{name}': '{other}' artifacts need a backend this version does not have (only S3/OSS, Azure, GCS, the configured repositories, raw, and http/git inputs)"
+            ));
+        }
+    }
+    for ro in READ_ONLY_LOCATIONS {
+        if a.get(*ro).is_some() {
+            return Err(format!(
+                "{dir} artifact '{name}': '{ro}' locations are read-only (inputs only); save outputs to a repository"
             ));
         }
     }
@@ -120,6 +141,55 @@ pub fn place_inputs(
                 "input artifact '{name}': 'from: {f}' did not resolve to an artifact"
             ));
         }
+        let sub = a
+            .get("subPath")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let work = scratch.join(i.to_string());
+        let t0 = std::time::Instant::now();
+        let mkwork = || {
+            std::fs::create_dir_all(&work)
+                .map_err(|e| format!("input artifact '{name}': {}: {e}", work.display()))
+        };
+        if let Some(loc) = a.get("http") {
+            mkwork()?;
+            let none = a.pointer("/archive/none").is_some();
+            match fetch_http(loc, none, sub, &work)
+                .map_err(|e| format!("input artifact '{name}': {e}"))?
+            {
+                Ok(content) => place(name, &content, &dest, path, "http", t0)?,
+                Err(_) if optional(a) => {}
+                Err(missing) => return Err(format!("input artifact '{name}': {missing}")),
+            }
+            continue;
+        }
+        if let Some(loc) = a.get("git") {
+            let home = work.join("home");
+            std::fs::create_dir_all(&home)
+                .map_err(|e| format!("input artifact '{name}': {}: {e}", home.display()))?;
+            let fail = |e: ArtifactError| format!("input artifact '{name}': {e}");
+            let Some(s) = sub else {
+                remote::clone(loc, &dest, &home).map_err(fail)?;
+                tracing::debug!(
+                    artifact = name,
+                    elapsed_us = t0.elapsed().as_micros() as u64,
+                    "git input artifact cloned"
+                );
+                continue;
+            };
+            let clone = work.join("clone");
+            remote::clone(loc, &clone, &home).map_err(fail)?;
+            match select(clone, Some(s)).map_err(fail)? {
+                Some(content) => place(name, &content, &dest, path, "git", t0)?,
+                None if optional(a) => {}
+                None => {
+                    return Err(format!(
+                        "input artifact '{name}': subPath '{s}' is not in the git repository"
+                    ));
+                }
+            }
+            continue;
+        }
         let Some((repo, key)) = locate(repos, a, "input")? else {
             if optional(a) {
                 continue;
@@ -128,15 +198,8 @@ pub fn place_inputs(
                 "input artifact '{name}' has no location (from, raw or key) and is not optional"
             ));
         };
-        let sub = a
-            .get("subPath")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let work = scratch.join(i.to_string());
-        std::fs::create_dir_all(&work)
-            .map_err(|e| format!("input artifact '{name}': {}: {e}", work.display()))?;
+        mkwork()?;
         let repo = repo.as_ref();
-        let t0 = std::time::Instant::now();
         let found = fetch(repo, &key, sub, &work).map_err(|e| {
             format!(
                 "input artifact '{name}': loading key '{key}' from the {}: {e}",
@@ -144,18 +207,7 @@ pub fn place_inputs(
             )
         })?;
         match found {
-            Some(content) => {
-                std::fs::rename(&content, &dest)
-                    .map_err(|e| format!("input artifact '{name}': placing it at {path}: {e}"))?;
-                // `weft bench artifacts` reads these (bytes: files only, 0 for a directory)
-                tracing::debug!(
-                    artifact = name,
-                    key = %key,
-                    bytes = file_len(&dest),
-                    elapsed_us = t0.elapsed().as_micros() as u64,
-                    "input artifact placed"
-                );
-            }
+            Some(content) => place(name, &content, &dest, path, key.as_str(), t0)?,
             None if optional(a) => {}
             None => {
                 return Err(format!(
@@ -167,6 +219,59 @@ pub fn place_inputs(
         }
     }
     Ok(())
+}
+
+/// Move fetched `content` to `dest` (the step's `path`).
+fn place(
+    name: &str,
+    content: &Path,
+    dest: &Path,
+    path: &str,
+    from: &str,
+    t0: std::time::Instant,
+) -> Result<(), String> {
+    std::fs::rename(content, dest)
+        .map_err(|e| format!("input artifact '{name}': placing it at {path}: {e}"))?;
+    // `weft bench artifacts` reads these (bytes: files only, 0 for a directory)
+    tracing::debug!(
+        artifact = name,
+        key = from,
+        bytes = file_len(dest),
+        elapsed_us = t0.elapsed().as_micros() as u64,
+        "input artifact placed"
+    );
+    Ok(())
+}
+
+/// Download the `http` location `loc` into `work`: `Ok(Ok(content))`, or
+/// `Ok(Err(message))` when the server has nothing there (404) or `subPath`
+/// is not in what it sent. `none`: `archive: {none: {}}`, never unpacked.
+fn fetch_http(
+    loc: &Value,
+    none: bool,
+    sub: Option<&str>,
+    work: &Path,
+) -> Result<Result<PathBuf, String>, ArtifactError> {
+    let f = work.join("object");
+    match remote::download(loc, &f)? {
+        Http::NotFound { shown } => return Ok(Err(format!("GET {shown}: not found (404)"))),
+        Http::Saved { .. } => {}
+    }
+    let tgz = !none && is_tgz(File::open(&f).map_err(ArtifactError::io("reading the download"))?);
+    let content = if tgz {
+        let r = File::open(&f).map_err(ArtifactError::io("reading the download"))?;
+        let c = unpack(r, work)?;
+        let _ = std::fs::remove_file(&f);
+        c
+    } else {
+        f
+    };
+    Ok(select(content, sub)?.ok_or_else(|| {
+        format!(
+            "subPath '{}' is not in the download",
+            sub.unwrap_or_default()
+        )
+    }))
 }
 
 /// The host path `path` will be placed at: parents created (and checked to be
@@ -204,18 +309,7 @@ fn fetch(
     if let Some(r) = repo.open(key)? {
         let tgz = repo.open(key)?.map(is_tgz).unwrap_or(false);
         let content = if tgz {
-            let dir = work.join("unpacked");
-            std::fs::create_dir(&dir).map_err(ArtifactError::io("creating a scratch dir"))?;
-            unpack_tgz(r, &dir)?;
-            let mut top: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map_err(ArtifactError::io("listing the unpacked archive"))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            if top.len() == 1 {
-                top.pop().expect("one")
-            } else {
-                dir
-            }
+            unpack(r, work)?
         } else {
             drop(r);
             let f = work.join("object");
@@ -224,21 +318,7 @@ fn fetch(
             }
             f
         };
-        return Ok(match sub {
-            None => Some(content),
-            Some(s) => {
-                let Ok(p) = join_inside(&content, s) else {
-                    return Err(ArtifactError::Escape(format!(
-                        "subPath '{s}' escapes the artifact"
-                    )));
-                };
-                match existing_inside(&content, s) {
-                    Ok(Some(_)) => Some(p),
-                    Ok(None) => None,
-                    Err(m) => return Err(ArtifactError::Escape(m)),
-                }
-            }
-        });
+        return select(content, sub);
     }
     let k = match sub {
         Some(s) => key.join(s)?,
@@ -264,6 +344,41 @@ fn fetch(
         repo.get_to_file(&m, &dest)?; // false: deleted since listing
     }
     Ok(Some(dir))
+}
+
+/// Unpack the gzip'd tar `r` into `work/unpacked`: its single top-level
+/// entry, else the directory (Argo's executor's rule).
+fn unpack(r: impl std::io::Read, work: &Path) -> Result<PathBuf, ArtifactError> {
+    let dir = work.join("unpacked");
+    std::fs::create_dir(&dir).map_err(ArtifactError::io("creating a scratch dir"))?;
+    unpack_tgz(r, &dir)?;
+    let mut top: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(ArtifactError::io("listing the unpacked archive"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    Ok(if top.len() == 1 {
+        top.pop().expect("one")
+    } else {
+        dir
+    })
+}
+
+/// `subPath` `sub` inside fetched `content` (`None`: not there); an escape
+/// (`..`, a symlink out of it) is an error.
+fn select(content: PathBuf, sub: Option<&str>) -> Result<Option<PathBuf>, ArtifactError> {
+    let Some(s) = sub else {
+        return Ok(Some(content));
+    };
+    let Ok(p) = join_inside(&content, s) else {
+        return Err(ArtifactError::Escape(format!(
+            "subPath '{s}' escapes the artifact"
+        )));
+    };
+    match existing_inside(&content, s) {
+        Ok(Some(_)) => Ok(Some(p)),
+        Ok(None) => Ok(None),
+        Err(m) => Err(ArtifactError::Escape(m)),
+    }
 }
 
 // ---------------------------------------------------------------- outputs
@@ -542,6 +657,19 @@ mod tests {
             {"name": "a", "path": "/in", "s3": {"key": "evil.tgz"}}]}});
         let e = place_inputs(&r(&repo), &t, &root, &scratch).unwrap_err();
         assert!(e.contains("escapes its directory"), "{e}");
+    }
+
+    #[test]
+    fn http_and_git_are_inputs_only() {
+        let (_d, repo, root, _scratch) = setup();
+        std::fs::write(root.join("f"), "f").unwrap();
+        let t = json!({"outputs": {"artifacts": [
+            {"name": "up", "path": "/f", "http": {"url": "http://127.0.0.1:1/x"}},
+            {"name": "push", "path": "/f", "git": {"repo": "file:///tmp/r"}}]}});
+        let e = save_outputs(&r(&repo), &t, &root, Path::new("/x"), false)
+            .error
+            .unwrap();
+        assert!(e.contains("'up'") && e.contains("read-only"), "{e}");
     }
 
     #[test]

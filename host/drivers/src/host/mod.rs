@@ -5,7 +5,7 @@
 //! `result` errors, traps are reserved for host bugs.
 
 mod clock;
-mod http;
+pub(crate) mod http;
 mod kube;
 mod log;
 pub mod object_store;

@@ -1,0 +1,270 @@
+//! Read-only input artifacts from outside any repository, through `weft run`:
+//! `http` (a loopback server started here) and `git` (a repository made here
+//! with `git init`, cloned over `file://`).
+
+use std::path::Path;
+use std::process::Command;
+
+use super::support::*;
+
+/// A tgz of one directory `tree/` holding `a.txt` (`A`) and `sub/b.txt` (`B`).
+fn tree_tgz() -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("tree/sub")).unwrap();
+    std::fs::write(d.path().join("tree/a.txt"), "A").unwrap();
+    std::fs::write(d.path().join("tree/sub/b.txt"), "B").unwrap();
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    b.append_dir_all("tree", d.path().join("tree")).unwrap();
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// Bytes of the `/big` response: several MiB, so the body arrives in many chunks.
+const BIG: usize = 5 * 1024 * 1024 + 7;
+
+/// An HTTP server on 127.0.0.1 (axum on its own runtime thread): `/hello.txt`,
+/// `/tree.tgz`, `/header` (echoes `X-Weft-Test`), `/big`, `/redirect` (→
+/// `/hello.txt`), `/teapot` (418); anything else 404. Returns the port.
+fn serve() -> u16 {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    let tgz = tree_tgz();
+    let app = axum::Router::new()
+        .route("/hello.txt", get(|| async { "hello over http\n" }))
+        .route("/tree.tgz", get(move || async move { tgz }))
+        .route(
+            "/header",
+            get(|h: HeaderMap| async move {
+                h.get("x-weft-test")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string()
+            }),
+        )
+        .route("/big", get(|| async { vec![b'x'; BIG] }))
+        .route(
+            "/redirect",
+            get(|| async { axum::response::Redirect::temporary("/hello.txt") }),
+        )
+        .route(
+            "/teapot",
+            get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
+        );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    port
+}
+
+fn http_workflow(port: u16) -> String {
+    format!(
+        r#"kind: Workflow
+metadata: {{generateName: http-in-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: use, template: use}}
+      - {{name: missing, template: missing, continueOn: {{failed: true, error: true}}}}
+      - {{name: teapot, template: teapot, continueOn: {{failed: true, error: true}}}}
+  - name: use
+    inputs:
+      artifacts:
+      - {{name: hello, path: /in/hello.txt, http: {{url: "http://127.0.0.1:{port}/hello.txt"}}}}
+      - {{name: tree, path: /in/tree, http: {{url: "http://127.0.0.1:{port}/tree.tgz"}}}}
+      - {{name: one, path: /in/one, subPath: sub/b.txt, http: {{url: "http://127.0.0.1:{port}/tree.tgz"}}}}
+      - {{name: packed, path: /in/packed.tgz, archive: {{none: {{}}}}, http: {{url: "http://127.0.0.1:{port}/tree.tgz"}}}}
+      - name: header
+        path: /in/header
+        http:
+          url: "http://127.0.0.1:{port}/header"
+          headers: [{{name: X-Weft-Test, value: sent-along}}]
+      - {{name: big, path: /in/big, http: {{url: "http://127.0.0.1:{port}/big"}}}}
+      - {{name: moved, path: /in/moved, http: {{url: "http://127.0.0.1:{port}/redirect"}}}}
+      - {{name: maybe, path: /in/maybe, optional: true, http: {{url: "http://127.0.0.1:{port}/nothing-here"}}}}
+    script:
+      image: alpine
+      command: [sh]
+      source: |
+        echo "hello=$(cat /in/hello.txt)"
+        echo "tree=$(cat /in/tree/a.txt)$(cat /in/tree/sub/b.txt) one=$(cat /in/one)"
+        echo "packed=$(gzip -dc /in/packed.tgz | tar -xOf - tree/sub/b.txt)"
+        echo "header=$(cat /in/header) big=$(wc -c < /in/big | tr -d ' ') moved=$(cat /in/moved)"
+        if [ -e /in/maybe ]; then echo maybe=present; else echo maybe=absent; fi
+  - name: missing
+    inputs:
+      artifacts:
+      - {{name: needed, path: /in/needed, http: {{url: "http://weft:hunter2@127.0.0.1:{port}/nothing-here?token=s3cret"}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+  - name: teapot
+    inputs:
+      artifacts:
+      - {{name: brew, path: /in/brew, optional: true, http: {{url: "http://127.0.0.1:{port}/teapot"}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+"#
+    )
+}
+
+#[test]
+fn http_input_artifacts_stream_unpack_and_fail_by_name() {
+    let port = serve();
+    let home = Home::new();
+    let (code, wf) = run_file(&home, "http-in.yaml", &http_workflow(port));
+    assert_eq!(code, Some(0), "{wf:#}");
+    let used = node(&wf, "use");
+    assert_eq!(used["phase"], "Succeeded", "{used:#}");
+    let out = used["outputs"]["result"].as_str().unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "hello=hello over http",
+            // a gzip'd tar is unpacked, its one top-level entry becoming the path
+            "tree=AB one=B",
+            // unless archive: none says to leave it packed
+            "packed=B",
+            &format!("header=sent-along big={BIG} moved=hello over http"),
+            // optional, and 404: skipped, as Argo does
+            "maybe=absent",
+        ],
+        "{out}"
+    );
+
+    // required and 404: the step fails before it runs, naming the artifact and
+    // the URL, without the URL's credentials or query
+    let missing = node(&wf, "missing");
+    assert_eq!(missing["phase"], "Error", "{missing:#}");
+    let msg = missing["message"].as_str().unwrap();
+    assert!(
+        msg.contains("'needed'")
+            && msg.contains(&format!("http://127.0.0.1:{port}/nothing-here"))
+            && msg.contains("404"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2") && !msg.contains("s3cret"), "{msg}");
+    assert!(missing["outputs"]["result"].is_null(), "{missing:#}");
+
+    // optional does not excuse another failure than not-found (Argo: only 404 is not-found)
+    let teapot = node(&wf, "teapot");
+    assert_eq!(teapot["phase"], "Error", "{teapot:#}");
+    let msg = teapot["message"].as_str().unwrap();
+    assert!(msg.contains("'brew'") && msg.contains("418"), "{msg}");
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=weft test",
+            "-c",
+            "user.email=test@weft.invalid",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn git_input_artifacts_check_out_revisions() {
+    let src = tempfile::tempdir().unwrap();
+    let r = src.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    std::fs::write(r.join("file.txt"), "one\n").unwrap();
+    git(r, &["add", "file.txt"]);
+    git(r, &["commit", "-q", "-m", "first"]);
+    let first = git(r, &["rev-parse", "HEAD"]);
+    std::fs::write(r.join("file.txt"), "two\n").unwrap();
+    std::fs::create_dir(r.join("docs")).unwrap();
+    std::fs::write(r.join("docs/readme"), "docs\n").unwrap();
+    git(r, &["add", "."]);
+    git(r, &["commit", "-q", "-m", "second"]);
+    let url = format!("file://{}", r.display());
+
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: git-in-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: use, template: use}}
+      - {{name: creds, template: creds, continueOn: {{failed: true, error: true}}}}
+      - {{name: nowhere, template: nowhere, continueOn: {{failed: true, error: true}}}}
+  - name: use
+    inputs:
+      artifacts:
+      - {{name: old, path: /src/old, git: {{repo: "{url}", revision: "{first}"}}}}
+      - {{name: shallow, path: /src/shallow, git: {{repo: "{url}", revision: "{first}", depth: 1}}}}
+      - {{name: tip, path: /src/tip, git: {{repo: "{url}", branch: main, singleBranch: true, depth: 1}}}}
+      - {{name: docs, path: /src/docs, subPath: docs, git: {{repo: "{url}"}}}}
+    script:
+      image: alpine
+      command: [sh]
+      source: |
+        echo "old=$(cat /src/old/file.txt) shallow=$(cat /src/shallow/file.txt) tip=$(cat /src/tip/file.txt) docs=$(cat /src/docs/readme)"
+        if [ -e /src/old/docs ]; then echo old-has-docs; else echo old-has-no-docs; fi
+        if [ -d /src/old/.git ]; then echo old-is-a-clone; fi
+  - name: creds
+    inputs:
+      artifacts:
+      - {{name: private, path: /src/p, git: {{repo: "{url}", usernameSecret: {{name: git, key: user}}, passwordSecret: {{name: git, key: pass}}}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+  - name: nowhere
+    inputs:
+      artifacts:
+      - {{name: gone, path: /src/g, git: {{repo: "file://{}/no-such-repo"}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+"#,
+        r.display()
+    );
+    let home = Home::new();
+    let (code, wf) = run_file(&home, "git-in.yaml", &yaml);
+    assert_eq!(code, Some(0), "{wf:#}");
+    let used = node(&wf, "use");
+    assert_eq!(used["phase"], "Succeeded", "{used:#}");
+    let out = used["outputs"]["result"].as_str().unwrap();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "old=one shallow=one tip=two docs=docs",
+            "old-has-no-docs",
+            "old-is-a-clone"
+        ],
+        "{out}"
+    );
+
+    // credentials name Kubernetes secrets weft does not have: refused, not ignored
+    let creds = node(&wf, "creds");
+    assert_eq!(creds["phase"], "Error", "{creds:#}");
+    let msg = creds["message"].as_str().unwrap();
+    assert!(
+        msg.contains("'private'") && msg.contains("not supported"),
+        "{msg}"
+    );
+
+    // a repository that is not there: the step fails naming the artifact and git's reason
+    let nowhere = node(&wf, "nowhere");
+    assert_eq!(nowhere["phase"], "Error", "{nowhere:#}");
+    let msg = nowhere["message"].as_str().unwrap();
+    assert!(
+        msg.contains("'gone'") && msg.contains("no-such-repo") && msg.contains("clone failed"),
+        "{msg}"
+    );
+}
