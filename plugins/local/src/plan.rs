@@ -96,6 +96,30 @@ fn entrypoint(image: &str) -> Option<Entrypoint> {
     }
 }
 
+/// Which emulated tools an image brings along (on `PATH` in `/.weft/bin`).
+struct Tools {
+    cowsay: bool,
+    python: bool,
+}
+
+/// An image known to lack a tool does not get its emulation, as in Argo, where
+/// `busybox` has no `python` and `alpine` no `cowsay`; an image this driver does
+/// not know may have either and gets both. (Each emulated file is also an inode
+/// created and deleted per step: for `busybox` steps that was most of the
+/// sandbox's filesystem cost.)
+fn image_tools(image: &str) -> Tools {
+    let repo = image_repo(image);
+    let last = repo.rsplit('/').next().unwrap_or(&repo);
+    let cowsay_image = repo == "docker/whalesay"
+        || (repo == "argoproj/argosay" && image_tag(image).starts_with("v1"));
+    let python_image = last.starts_with("python") || last.starts_with("pypy");
+    let known = cowsay_image || python_image || entrypoint(image).is_some();
+    Tools {
+        cowsay: cowsay_image || !known,
+        python: python_image || !known,
+    }
+}
+
 /// Where a containerSet's runner script goes.
 pub const CONTAINER_SET_RUNNER: &str = "/.weft/container-set.sh";
 
@@ -114,18 +138,22 @@ pub fn plan(template: &Value) -> Result<Plan, String> {
     let image = c.get("image").and_then(|i| i.as_str()).unwrap_or("");
     let command = strings(c.get("command"));
     let args = strings(c.get("args"));
-    let mut files = vec![
-        File {
+    let mut files = Vec::new();
+    let tools = image_tools(image);
+    if tools.cowsay {
+        files.push(File {
             path: format!("{EMULATION_BIN}/cowsay"),
             contents: COWSAY.to_vec(),
             mode: 0o755,
-        },
-        File {
+        });
+    }
+    if tools.python {
+        files.push(File {
             path: format!("{EMULATION_BIN}/python"),
             contents: PYTHON_SHIM.to_vec(),
             mode: 0o755,
-        },
-    ];
+        });
+    }
     if image_repo(image) == "argoproj/argosay" {
         files.push(File {
             path: "/argosay".into(),
@@ -334,6 +362,28 @@ mod tests {
             argv(json!({"container": {"image": "busybox", "args": ["echo", "x"]}})),
             ["echo", "x"]
         );
+    }
+
+    #[test]
+    fn emulated_tools_follow_the_image() {
+        let tools = |image: &str| {
+            let p = plan(&json!({"container": {"image": image, "command": ["true"]}})).unwrap();
+            let mut names: Vec<String> = p
+                .files
+                .iter()
+                .filter_map(|f| f.path.strip_prefix(&format!("{EMULATION_BIN}/")))
+                .map(str::to_string)
+                .collect();
+            names.sort();
+            names
+        };
+        assert!(tools("busybox").is_empty());
+        assert!(tools("alpine:3.23").is_empty());
+        assert!(tools("argoproj/argosay:v2").is_empty());
+        assert_eq!(tools("docker/whalesay:latest"), ["cowsay"]);
+        assert_eq!(tools("argoproj/argosay:v1"), ["cowsay"]);
+        assert_eq!(tools("python:alpine3.23"), ["python"]);
+        assert_eq!(tools("example.com/team/trainer:7"), ["cowsay", "python"]);
     }
 
     #[test]
