@@ -21,7 +21,7 @@ use crate::artifacts::{Repositories, stage};
 use crate::config::{Grants, PluginConfig, PluginInfo, PluginKind, PluginSource};
 use crate::error::DriverLoadError;
 use crate::host::{self, Capabilities};
-use crate::runtime::{self, BUDGET_EXCEEDED, CallInfo, HostState, LoadPath, TickerGuard};
+use crate::runtime::{self, BUDGET_EXCEEDED, CallInfo, HostState, TickerGuard};
 use crate::sandbox::ProcessManager;
 use crate::sandbox::manager::StepKey;
 
@@ -109,11 +109,31 @@ enum Pre {
     Other,
 }
 
+/// What a plugin is made from, kept until it is loaded.
+struct Spec {
+    name: String,
+    kind: PluginKind,
+    bytes: std::borrow::Cow<'static, [u8]>,
+    source: PluginSource,
+    grants: Grants,
+    config: serde_json::Value,
+}
+
+/// A registry entry. Plugins from files are loaded (and so checked) at start;
+/// embedded ones on first use: a run that has no `http` template never pays
+/// for hashing and loading the http plugin (~2 ms of a short `weft run`).
+struct Slot {
+    grants: Arc<Grants>,
+    kind: PluginKind,
+    spec: Option<Spec>,
+    loaded: tokio::sync::OnceCell<Arc<Plugin>>,
+}
+
 struct Inner {
     engine: Engine,
     _ticker: TickerGuard,
     caps: Arc<Capabilities>,
-    plugins: HashMap<String, Arc<Plugin>>,
+    plugins: HashMap<String, Slot>,
     cpu_budget: Duration,
     memory_limit: usize,
     /// One permit per pooled instance: a call waits for a free slot instead of
@@ -170,14 +190,7 @@ impl Drivers {
             logs,
             notifier,
         });
-        let mut specs: Vec<(
-            String,
-            PluginKind,
-            Vec<u8>,
-            PluginSource,
-            Grants,
-            serde_json::Value,
-        )> = Vec::new();
+        let mut specs: Vec<Spec> = Vec::new();
         for (name, bytes) in crate::embedded::EMBEDDED {
             let configured = opts.plugins.iter().find(|p| p.name == *name);
             if configured.is_some_and(|p| p.path.is_some()) {
@@ -197,14 +210,14 @@ impl Drivers {
                 Some(p) => (p.grants.clone(), p.config.clone()),
                 None => (embedded_grants(name), serde_json::Value::Null),
             };
-            specs.push((
-                name.to_string(),
-                PluginKind::Driver,
-                bytes.to_vec(),
-                PluginSource::Embedded,
+            specs.push(Spec {
+                name: name.to_string(),
+                kind: PluginKind::Driver,
+                bytes: std::borrow::Cow::Borrowed(bytes),
+                source: PluginSource::Embedded,
                 grants,
                 config,
-            ));
+            });
         }
         for p in &opts.plugins {
             let Some(path) = &p.path else {
@@ -216,7 +229,7 @@ impl Drivers {
                     message: "no `path`, and no embedded plugin has this name".into(),
                 });
             };
-            if specs.iter().any(|s| s.0 == p.name) {
+            if specs.iter().any(|s| s.name == p.name) {
                 return Err(DriverLoadError::Duplicate(p.name.clone()));
             }
             let bytes = std::fs::read(path).map_err(|source| DriverLoadError::Read {
@@ -224,91 +237,41 @@ impl Drivers {
                 path: path.clone(),
                 source,
             })?;
-            specs.push((
-                p.name.clone(),
-                p.kind,
-                bytes,
-                PluginSource::Path(path.clone()),
-                p.grants.clone(),
-                p.config.clone(),
-            ));
+            specs.push(Spec {
+                name: p.name.clone(),
+                kind: p.kind,
+                bytes: std::borrow::Cow::Owned(bytes),
+                source: PluginSource::Path(path.clone()),
+                grants: p.grants.clone(),
+                config: p.config.clone(),
+            });
         }
 
+        let limits = Limits {
+            cache_dir: opts.cache_dir.clone(),
+            cpu_budget: opts.cpu_budget,
+            memory_limit: opts.memory_limit_bytes,
+        };
         let mut plugins = HashMap::new();
-        for (name, kind, bytes, source, grants, config) in specs {
-            let t0 = Instant::now();
-            let (component, sha256, how) = {
-                let (engine, cache, name) = (engine.clone(), opts.cache_dir.clone(), name.clone());
-                tokio::task::spawn_blocking(move || {
-                    runtime::load_component(&engine, &cache, &name, &bytes)
-                })
-                .await
-                .map_err(|e| DriverLoadError::Engine(e.to_string()))??
+        for spec in specs {
+            let slot = Slot {
+                grants: Arc::new(spec.grants.clone()),
+                kind: spec.kind,
+                spec: None,
+                loaded: tokio::sync::OnceCell::new(),
             };
-            let invalid = |e: wasmtime::Error| DriverLoadError::Invalid {
-                name: name.clone(),
-                message: format!("does not fit world {}: {e:#}", kind.world()),
-            };
-            let linker = linker_for(&engine, kind).map_err(invalid)?;
-            let inst_pre = linker.instantiate_pre(&component).map_err(invalid)?;
-            let mut info = PluginInfo {
-                name: name.clone(),
-                kind,
-                world: kind.world().to_string(),
-                version: "unknown".into(),
-                description: String::new(),
-                source,
-                grants: grants.clone(),
-                sha256,
-            };
-            let pre = match kind {
-                PluginKind::Driver => Pre::Driver(DriverPluginPre::new(inst_pre).map_err(invalid)?),
-                PluginKind::Step => Pre::Step(Arc::new(
-                    weft_bindings::step::StepComponentPre::new(inst_pre).map_err(invalid)?,
-                )),
-                PluginKind::Artifact => {
-                    weft_bindings::artifact::ArtifactPluginPre::new(inst_pre).map_err(invalid)?;
-                    Pre::Other
+            let name = spec.name.clone();
+            let slot = if spec.source == PluginSource::Embedded {
+                Slot {
+                    spec: Some(spec),
+                    ..slot
                 }
-                PluginKind::Executor => {
-                    weft_bindings::executor::ExecutorPluginPre::new(inst_pre).map_err(invalid)?;
-                    Pre::Other
-                }
+            } else {
+                let plugin = load_plugin(&engine, &caps, &limits, &spec).await?;
+                let _ = slot.loaded.set(Arc::new(plugin));
+                slot
             };
-            let plugin = Plugin {
-                name: name.as_str().into(),
-                grants: Arc::new(grants),
-                config_json: config.to_string(),
-                info: info.clone(),
-                pre,
-            };
-            if let Pre::Driver(pre) = &plugin.pre {
-                let mut store = runtime::new_store(
-                    &engine,
-                    CallInfo {
-                        plugin: plugin.name.clone(),
-                        grants: plugin.grants.clone(),
-                        step: None,
-                    },
-                    caps.clone(),
-                    opts.cpu_budget,
-                    opts.memory_limit_bytes,
-                );
-                let meta = async {
-                    let b = pre.instantiate_async(&mut store).await?;
-                    b.weft_plugin_driver().call_describe(&mut store).await
-                }
-                .await
-                .map_err(|e| DriverLoadError::Invalid {
-                    name: name.clone(),
-                    message: format!("describe() failed: {e:#}"),
-                })?;
-                info.version = meta.version;
-                info.description = meta.description;
-            }
-            tracing::info!(plugin = %name, kind = ?kind, load = ?how, elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "plugin loaded");
-            let _ = LoadPath::Cached;
-            plugins.insert(name, Arc::new(Plugin { info, ..plugin }));
+            plugins.insert(name, slot);
         }
         Ok(Drivers {
             inner: Arc::new(Inner {
@@ -330,32 +293,61 @@ impl Drivers {
         })
     }
 
-    /// Every loaded plugin, sorted by name (for `weft plugin list/inspect`).
-    pub fn plugins(&self) -> Vec<PluginInfo> {
-        let mut v: Vec<PluginInfo> = self
-            .inner
-            .plugins
-            .values()
-            .map(|p| p.info.clone())
-            .collect();
+    /// Every plugin, sorted by name (for `weft plugin list/inspect`); loads
+    /// the embedded ones not used yet, for their `describe()`.
+    pub async fn plugins(&self) -> Result<Vec<PluginInfo>, DriverLoadError> {
+        let mut v = Vec::new();
+        for name in self.inner.plugins.keys() {
+            v.push(self.load(name).await?.info.clone());
+        }
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        Ok(v)
     }
 
-    fn driver(
-        &self,
-        name: &str,
-    ) -> Result<(&Arc<Plugin>, &DriverPluginPre<HostState>), DriverError> {
-        let p = self.inner.plugins.get(name).ok_or_else(|| {
-            let mut known: Vec<&str> = self.inner.plugins.keys().map(|s| s.as_str()).collect();
-            known.sort();
-            DriverError::new(format!(
-                "no driver plugin named '{name}' (loaded: {})",
-                known.join(", ")
-            ))
-        })?;
+    /// The plugin `name`, loaded now if it was not yet; `Ok(None)`: no such plugin.
+    async fn plugin(&self, name: &str) -> Result<Option<Arc<Plugin>>, DriverLoadError> {
+        if !self.inner.plugins.contains_key(name) {
+            return Ok(None);
+        }
+        self.load(name).await.map(Some)
+    }
+
+    async fn load(&self, name: &str) -> Result<Arc<Plugin>, DriverLoadError> {
+        let slot = &self.inner.plugins[name];
+        slot.loaded
+            .get_or_try_init(|| async {
+                let spec = slot
+                    .spec
+                    .as_ref()
+                    .expect("an unloaded plugin keeps its spec");
+                let limits = Limits {
+                    cache_dir: self.inner.cache_dir.clone(),
+                    cpu_budget: self.inner.cpu_budget,
+                    memory_limit: self.inner.memory_limit,
+                };
+                load_plugin(&self.inner.engine, &self.inner.caps, &limits, spec)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+
+    async fn driver(&self, name: &str) -> Result<Arc<Plugin>, DriverError> {
+        let p = self
+            .plugin(name)
+            .await
+            .map_err(|e| DriverError::new(e.to_string()))?
+            .ok_or_else(|| {
+                let mut known: Vec<&str> = self.inner.plugins.keys().map(|s| s.as_str()).collect();
+                known.sort();
+                DriverError::new(format!(
+                    "no driver plugin named '{name}' (loaded: {})",
+                    known.join(", ")
+                ))
+            })?;
         match &p.pre {
-            Pre::Driver(pre) => Ok((p, pre)),
+            Pre::Driver(_) => Ok(p),
             Pre::Step(_) | Pre::Other => Err(DriverError::new(format!(
                 "plugin '{name}' implements {}, not a driver",
                 p.info.world
@@ -364,7 +356,10 @@ impl Drivers {
     }
 
     async fn call(&self, req: &StepRequest, op: Op<'_>) -> Result<Option<PollResult>, DriverError> {
-        let (plugin, pre) = self.driver(&req.driver)?;
+        let plugin = self.driver(&req.driver).await?;
+        let Pre::Driver(pre) = &plugin.pre else {
+            unreachable!("driver() returns drivers only")
+        };
         // Held until the store (declared after it, so dropped before it) is gone.
         let _slot = self
             .inner
@@ -439,6 +434,107 @@ impl Op<'_> {
             Op::Cancel(_) => "cancel",
         }
     }
+}
+
+/// What every plugin instance is limited to, and where compiled code is cached.
+struct Limits {
+    cache_dir: PathBuf,
+    cpu_budget: Duration,
+    memory_limit: usize,
+}
+
+/// Compile (or load from the cache), link against its world, and for a
+/// driver call `describe()`.
+async fn load_plugin(
+    engine: &Engine,
+    caps: &Arc<Capabilities>,
+    limits: &Limits,
+    spec: &Spec,
+) -> Result<Plugin, DriverLoadError> {
+    let Spec {
+        name,
+        kind,
+        bytes,
+        source,
+        grants,
+        config,
+    } = spec;
+    let t0 = Instant::now();
+    let (component, sha256, how) = {
+        // cloning a borrowed (embedded, 'static) component copies nothing
+        let (engine, cache, name, bytes) = (
+            engine.clone(),
+            limits.cache_dir.clone(),
+            name.clone(),
+            bytes.clone(),
+        );
+        tokio::task::spawn_blocking(move || runtime::load_component(&engine, &cache, &name, &bytes))
+            .await
+            .map_err(|e| DriverLoadError::Engine(e.to_string()))??
+    };
+    let invalid = |e: wasmtime::Error| DriverLoadError::Invalid {
+        name: name.clone(),
+        message: format!("does not fit world {}: {e:#}", kind.world()),
+    };
+    let linker = linker_for(engine, *kind).map_err(invalid)?;
+    let inst_pre = linker.instantiate_pre(&component).map_err(invalid)?;
+    let mut info = PluginInfo {
+        name: name.clone(),
+        kind: *kind,
+        world: kind.world().to_string(),
+        version: "unknown".into(),
+        description: String::new(),
+        source: source.clone(),
+        grants: grants.clone(),
+        sha256,
+    };
+    let pre = match kind {
+        PluginKind::Driver => Pre::Driver(DriverPluginPre::new(inst_pre).map_err(invalid)?),
+        PluginKind::Step => Pre::Step(Arc::new(
+            weft_bindings::step::StepComponentPre::new(inst_pre).map_err(invalid)?,
+        )),
+        PluginKind::Artifact => {
+            weft_bindings::artifact::ArtifactPluginPre::new(inst_pre).map_err(invalid)?;
+            Pre::Other
+        }
+        PluginKind::Executor => {
+            weft_bindings::executor::ExecutorPluginPre::new(inst_pre).map_err(invalid)?;
+            Pre::Other
+        }
+    };
+    let plugin = Plugin {
+        name: name.as_str().into(),
+        grants: Arc::new(grants.clone()),
+        config_json: config.to_string(),
+        info: info.clone(),
+        pre,
+    };
+    if let Pre::Driver(pre) = &plugin.pre {
+        let mut store = runtime::new_store(
+            engine,
+            CallInfo {
+                plugin: plugin.name.clone(),
+                grants: plugin.grants.clone(),
+                step: None,
+            },
+            caps.clone(),
+            limits.cpu_budget,
+            limits.memory_limit,
+        );
+        let meta = async {
+            let b = pre.instantiate_async(&mut store).await?;
+            b.weft_plugin_driver().call_describe(&mut store).await
+        }
+        .await
+        .map_err(|e| DriverLoadError::Invalid {
+            name: name.clone(),
+            message: format!("describe() failed: {e:#}"),
+        })?;
+        info.version = meta.version;
+        info.description = meta.description;
+    }
+    tracing::info!(plugin = %name, kind = ?kind, load = ?how, elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "plugin loaded");
+    Ok(Plugin { info, ..plugin })
 }
 
 /// Instantiate fresh and call; outer error = trap, inner = plugin-error message.
@@ -550,7 +646,7 @@ struct ArtifactStep {
 impl Drivers {
     fn artifact_step(&self, req: &StepRequest) -> Option<ArtifactStep> {
         let p = self.inner.plugins.get(&req.driver)?;
-        if !p.grants.process {
+        if p.kind != PluginKind::Driver || !p.grants.process {
             return None;
         }
         let inputs = stage::has_inputs(&req.template);

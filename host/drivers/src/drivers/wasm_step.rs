@@ -188,7 +188,9 @@ impl Drivers {
         &self,
         component: &str,
     ) -> Result<(Arc<str>, Arc<StepComponentPre<HostState>>), WasmStepError> {
-        if let Some(p) = self.inner.plugins.get(component)
+        if let Some(slot) = self.inner.plugins.get(component)
+            && slot.kind == PluginKind::Step
+            && let Ok(Some(p)) = self.plugin(component).await
             && let Pre::Step(pre) = &p.pre
         {
             return Ok((p.name.clone(), pre.clone()));

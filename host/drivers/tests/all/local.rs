@@ -223,7 +223,7 @@ async fn repeated_start_adopts_and_cancel_kills() {
 #[tokio::test]
 async fn plugin_list_shows_embedded_local() {
     let h = harness().await;
-    let list = h.drivers.plugins();
+    let list = h.drivers.plugins().await.unwrap();
     let local = list.iter().find(|p| p.name == "local").unwrap();
     assert_eq!(local.source, weft_drivers::PluginSource::Embedded);
     assert!(local.grants.process);

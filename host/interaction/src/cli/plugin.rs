@@ -18,7 +18,7 @@ pub enum PluginCmd {
 pub async fn run(config: Config, cmd: PluginCmd) -> Result<u8> {
     let app = App::open(config).await?;
     let running = app.start().await?;
-    let plugins = running.drivers.plugins();
+    let plugins = running.drivers.plugins().await?;
     match cmd {
         PluginCmd::List => {
             println!(
