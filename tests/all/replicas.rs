@@ -437,3 +437,100 @@ fn a_replica_restarted_on_its_home_resumes_before_its_leases_expire() {
         assert_eq!(after, before, "the restarted replica kept its id");
     });
 }
+
+/// A replica that stalls past its lease (SIGSTOP here; a long GC pause or a
+/// starved VM in life) comes back to find its workflow adopted by another
+/// replica, which started the running step again. The stalled replica must
+/// then stop its own run of that step: on its first lease renewal it cancels
+/// the steps of every workflow it lost. Each run of the step reports a tick
+/// with its own random id to the counter every 100 ms; after the stalled
+/// replica resumes, its run's ticks stop while the adopter's go on.
+#[test]
+fn a_stalled_replica_cancels_its_steps_when_it_finds_its_lease_lost() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Some((mut admin, url)) = pg_admin().await else {
+            return;
+        };
+        let (schema, store_url) = fresh_schema(&mut admin, &url, "stall").await;
+        let (port, hits) = counter();
+        let script = format!(
+            "import random, socket, time\n\
+             run = random.randrange(1 << 40)\n\
+             while True:\n    \
+                 s = socket.create_connection(('127.0.0.1', {port}))\n    \
+                 s.sendall(('GET /tick/' + str(run) + ' HTTP/1.0\\r\\n\\r\\n').encode())\n    \
+                 s.recv(64)\n    \
+                 s.close()\n    \
+                 time.sleep(0.1)\n"
+        );
+        let wf = json!({"workflow": {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "stalled", "namespace": "default"},
+            "spec": {"entrypoint": "tick", "templates": [
+                {"name": "tick", "container": {"image": "python:3", "command": ["python3", "-S", "-c", script]}},
+            ]},
+        }});
+        let runs = |since: Instant| -> HashMap<String, usize> {
+            let mut m = HashMap::new();
+            for (kind, key, at) in hits.lock().unwrap().iter() {
+                if kind == "tick" && *at >= since {
+                    *m.entry(key.clone()).or_default() += 1;
+                }
+            }
+            m
+        };
+        let wait_for = |what: &str, cond: &dyn Fn() -> bool, secs: u64| {
+            let t0 = Instant::now();
+            while !cond() {
+                assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+
+        let stalled = start_replica(&store_url);
+        let (status, body) = http("POST", &stalled.url, "/api/v1/workflows/default", &wf);
+        assert_eq!(status, 200, "{body}");
+        let t0 = Instant::now();
+        wait_for("the first run's ticks", &|| !runs(t0).is_empty(), 30);
+        let first: String = runs(t0).into_keys().next().unwrap();
+
+        // SAFETY: signals to our own child.
+        unsafe { libc::kill(stalled.child.id() as i32, libc::SIGSTOP) };
+        let adopter = start_replica(&store_url);
+        // The lease (3 s) expires; the adopter claims the workflow and starts the step again.
+        wait_for("the adopter's run", &|| runs(t0).len() >= 2, 30);
+        let second: String = runs(t0).into_keys().find(|k| *k != first).unwrap();
+        // Meanwhile the stalled replica's run went on ticking: the double run this test is about.
+        assert!(runs(Instant::now() - Duration::from_millis(500)).contains_key(&first));
+
+        unsafe { libc::kill(stalled.child.id() as i32, libc::SIGCONT) };
+        let resumed = Instant::now();
+        // Its next lease tick (a third of the lease) finds the lease lost and cancels.
+        wait_for(
+            "the stalled replica's run to stop",
+            &|| {
+                let recent = runs(Instant::now() - Duration::from_millis(700));
+                resumed.elapsed() > Duration::from_millis(700) && !recent.contains_key(&first)
+            },
+            15,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let recent = runs(Instant::now() - Duration::from_millis(500));
+        drop(adopter);
+        drop(stalled);
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        assert!(
+            recent.contains_key(&second) && !recent.contains_key(&first),
+            "after the stall only the adopter's run ticks: {recent:?}"
+        );
+    });
+}

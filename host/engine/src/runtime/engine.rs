@@ -441,7 +441,7 @@ impl Owner {
             while let Err(StoreError::LeaseLost { uid }) = &result {
                 let uid = uid.clone();
                 warn!(uid = %uid, "lease lost; another replica continues this workflow");
-                self.forget(&uid);
+                self.lose(&uid);
                 after.retain(|a| !matches!(a, After::Actions(u, _) if *u == uid));
                 batch.workflows.retain(|w| w.uid != uid);
                 batch.nodes.retain(|(u, _)| *u != uid);
@@ -849,6 +849,47 @@ impl Owner {
     }
 
     /// Stop driving a workflow (finished, or its lease went to another replica).
+    fn cancel_step(&self, uid: &str, node: &str) {
+        let Some((req, state)) = self.request(uid, node) else {
+            return;
+        };
+        let driver = self.driver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = driver
+                .cancel(&req, state.as_deref().unwrap_or_default())
+                .await
+            {
+                warn!(node = %req.node_id, error = %e, "cancel failed");
+            }
+        });
+    }
+
+    /// A workflow another replica now owns (our lease expired while this
+    /// replica stalled): cancel the steps we started for it, then forget it.
+    /// The new owner starts those steps again; without the cancel, a stalled
+    /// replica's step processes would go on running beside the re-run. Every
+    /// driver of this version runs its work in this process (local processes,
+    /// HTTP calls, Wasm steps); a driver whose work outlives the engine and
+    /// is adopted by the next owner (a Kubernetes pod) must not be cancelled
+    /// here — that distinction comes with such a driver.
+    fn lose(&mut self, uid: &str) {
+        let started: Vec<String> = self
+            .machines
+            .get(uid)
+            .map(|m| {
+                m.nodes()
+                    .filter(|n| n.started && n.driver.is_some() && !n.phase.is_done())
+                    .map(|n| n.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for node in &started {
+            warn!(uid = %uid, node = %node, "lease lost: cancelling this replica's run of the step");
+            self.cancel_step(uid, node);
+        }
+        self.forget(uid);
+    }
+
     fn forget(&mut self, uid: &str) {
         if let Some(m) = self.machines.remove(uid) {
             let st = m.state();
@@ -885,7 +926,7 @@ impl Owner {
                         .is_some_and(|m| !m.phase().is_done())
                     {
                         warn!(uid = %uid, "lease lost; another replica continues this workflow");
-                        self.forget(&uid);
+                        self.lose(&uid);
                     }
                 }
             }
@@ -1027,20 +1068,7 @@ impl Owner {
                         .instrument(span),
                     );
                 }
-                Action::CancelStep { node } => {
-                    let Some((req, state)) = self.request(uid, &node) else {
-                        continue;
-                    };
-                    let driver = self.driver.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = driver
-                            .cancel(&req, state.as_deref().unwrap_or_default())
-                            .await
-                        {
-                            warn!(node = %req.node_id, error = %e, "cancel failed");
-                        }
-                    });
-                }
+                Action::CancelStep { node } => self.cancel_step(uid, &node),
                 Action::SetTimer { node, at_ms } => {
                     let tx = self.tx.clone();
                     let uid = uid.to_string();
