@@ -356,6 +356,237 @@ spec:
     );
 }
 
+/// A workflow whose artifact `f` is saved to, passed by `from` and loaded
+/// again (by the location itself) from bucket `other` of `s3`, signed with
+/// the location's own `accessKeySecret`/`secretKeySecret`.
+fn secret_location_workflow(s3: &S3Server) -> String {
+    let loc = format!(
+        "{{endpoint: \"{}\", insecure: true, bucket: other, key: with-secrets/f.txt, \
+         accessKeySecret: {{name: s3-creds, key: access-key}}, \
+         secretKeySecret: {{name: s3-creds, key: secret.key}}}}",
+        s3.addr
+    );
+    format!(
+        r#"kind: Workflow
+metadata: {{generateName: s3-secrets-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: make, template: make}}
+    - - name: use
+        template: use
+        arguments:
+          artifacts:
+          - {{name: f, from: "{{{{steps.make.outputs.artifacts.f}}}}"}}
+      - {{name: direct, template: direct}}
+  - name: make
+    container: {{image: alpine, command: [sh, -c, 'echo signed-with-secrets > /tmp/f']}}
+    outputs:
+      artifacts:
+      - {{name: f, path: /tmp/f, archive: {{none: {{}}}}, s3: {loc}}}
+  - name: use
+    inputs:
+      artifacts:
+      - {{name: f, path: /in/f}}
+    container: {{image: alpine, command: [sh, -c, 'cat /in/f']}}
+  - name: direct
+    inputs:
+      artifacts:
+      - {{name: g, path: /in/g, s3: {loc}}}
+    container: {{image: alpine, command: [sh, -c, 'cat /in/g']}}
+"#
+    )
+}
+
+/// `weft run -o json` of `yaml` with `env` added to (and the AWS credential
+/// variables removed from) weft's environment.
+fn run_with_env(home: &Home, yaml: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let f = home.file("wf.yaml", yaml);
+    let mut c = home.cmd();
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().copied())
+        .args(["run", f.to_str().unwrap(), "-o", "json"])
+        .output()
+        .expect("weft runs")
+}
+
+/// Per-artifact credentials: a full `s3` location's `accessKeySecret` and
+/// `secretKeySecret` are weft's environment variables
+/// `WEFT_SECRET_<NAME>_<KEY>`. The default repository is local (no
+/// credentials to borrow), and the AWS variables are unset: only the secrets
+/// can sign for the bucket.
+#[test]
+fn s3_full_location_with_credentials_from_secrets() {
+    let s3 = S3Server::start();
+    std::fs::create_dir(s3.bucket("other")).unwrap();
+    let home = Home::new();
+    let yaml = secret_location_workflow(&s3);
+    let out = run_with_env(
+        &home,
+        &yaml,
+        &[
+            ("WEFT_SECRET_S3_CREDS_ACCESS_KEY", S3_ACCESS_KEY),
+            ("WEFT_SECRET_S3_CREDS_SECRET_KEY", S3_SECRET_KEY),
+        ],
+    );
+    let wf = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{wf:#}\n{}", stderr(&out));
+    assert_eq!(node(&wf, "use")["outputs"]["result"], "signed-with-secrets");
+    assert_eq!(
+        node(&wf, "direct")["outputs"]["result"],
+        "signed-with-secrets"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s3.bucket("other").join("with-secrets/f.txt")).unwrap(),
+        "signed-with-secrets\n"
+    );
+    assert!(!home.path().join("artifacts").exists());
+
+    // a wrong secret value: the save fails naming the artifact and the
+    // repository, and the value is nowhere in weft's output
+    let wrong = "wrong-secret-value-5150";
+    let home = Home::new();
+    let out = run_with_env(
+        &home,
+        &yaml,
+        &[
+            ("WEFT_SECRET_S3_CREDS_ACCESS_KEY", S3_ACCESS_KEY),
+            ("WEFT_SECRET_S3_CREDS_SECRET_KEY", wrong),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let wf = json(&out);
+    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'f'") && msg.contains("s3://other/") && msg.contains(&s3.addr.to_string()),
+        "{msg}"
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !all.contains(wrong) && !all.contains(S3_SECRET_KEY),
+        "{all}"
+    );
+
+    // no value for a secret: the error names the secret and the variable to set
+    let home = Home::new();
+    let out = run_with_env(
+        &home,
+        &yaml,
+        &[("WEFT_SECRET_S3_CREDS_ACCESS_KEY", S3_ACCESS_KEY)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let wf = json(&out);
+    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'f'")
+            && msg.contains("s3://other/")
+            && msg.contains("secret 's3-creds' (key 'secret.key')")
+            && msg.contains("WEFT_SECRET_S3_CREDS_SECRET_KEY"),
+        "{msg}"
+    );
+
+    // one selector alone: refused naming the artifact, whatever the environment
+    let half = yaml.replace(", secretKeySecret: {name: s3-creds, key: secret.key}", "");
+    assert_ne!(half, yaml);
+    let out = run_with_env(
+        &home,
+        &half,
+        &[
+            ("WEFT_SECRET_S3_CREDS_ACCESS_KEY", S3_ACCESS_KEY),
+            ("WEFT_SECRET_S3_CREDS_SECRET_KEY", S3_SECRET_KEY),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let wf = json(&out);
+    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'f'") && msg.contains("'accessKeySecret' without 'secretKeySecret'"),
+        "{msg}"
+    );
+}
+
+/// A full `azure` location's `accountKeySecret`, against Azurite; the default
+/// repository is local and the Azure variables are unset, so only the secret
+/// can sign. A wrong key fails naming the container, never a key.
+#[test]
+fn azure_full_location_with_account_key_from_a_secret() {
+    use weft_drivers::artifacts::testing::{AZURITE_KEY, Azurite};
+    let Some(az) = Azurite::start_or_skip("azure_full_location_with_account_key_from_a_secret")
+    else {
+        return;
+    };
+    az.create_container("other").unwrap();
+    let loc = format!(
+        "{{endpoint: \"{}\", container: other, blob: with-secret/f.txt, \
+         accountKeySecret: {{name: az-creds, key: account-key}}}}",
+        az.endpoint()
+    );
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: az-secret-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: make, template: make}}
+    - - {{name: direct, template: direct}}
+  - name: make
+    container: {{image: alpine, command: [sh, -c, 'echo signed-by-secret > /tmp/f']}}
+    outputs:
+      artifacts:
+      - {{name: f, path: /tmp/f, archive: {{none: {{}}}}, azure: {loc}}}
+  - name: direct
+    inputs:
+      artifacts:
+      - {{name: g, path: /in/g, azure: {loc}}}
+    container: {{image: alpine, command: [sh, -c, 'cat /in/g']}}
+"#
+    );
+    let run = |key: &str| {
+        let home = Home::new();
+        let f = home.file("az.yaml", &yaml);
+        let mut c = home.cmd();
+        for v in [
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_ACCESS_KEY",
+            "AZURE_STORAGE_KEY",
+            "AZURE_CLIENT_SECRET",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("WEFT_SECRET_AZ_CREDS_ACCOUNT_KEY", key)
+            .args(["run", f.to_str().unwrap(), "-o", "json"])
+            .output()
+            .expect("weft runs")
+    };
+    let out = run(AZURITE_KEY);
+    let wf = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{wf:#}\n{}", stderr(&out));
+    assert_eq!(node(&wf, "direct")["outputs"]["result"], "signed-by-secret");
+
+    let wrong = "d3JvbmctYWNjb3VudC1rZXktdmFsdWUtOTg3NjU0MzIxMA==";
+    let out = run(wrong);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let wf = json(&out);
+    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'f'") && msg.contains("azure://other/") && msg.contains(&az.addr.to_string()),
+        "{msg}"
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains(wrong) && !all.contains(AZURITE_KEY), "{all}");
+}
+
 /// `artifactRepositoryRef` → `[artifacts.repositories.NAME]`, each repository
 /// with its own `keyFormat`; an unknown ref is refused at submission.
 #[test]

@@ -1,6 +1,6 @@
 //! Read-only input artifacts from outside any repository, through `weft run`:
-//! `http` (a loopback server started here) and `git` (a repository made here
-//! with `git init`, cloned over `file://`).
+//! `http` (a loopback server started here; basic auth from secrets) and `git`
+//! (a repository made here with `git init`, cloned over `file://`).
 
 use std::path::Path;
 use std::process::Command;
@@ -22,14 +22,44 @@ fn tree_tgz() -> Vec<u8> {
 /// Bytes of the `/big` response: several MiB, so the body arrives in many chunks.
 const BIG: usize = 5 * 1024 * 1024 + 7;
 
+/// The basic-auth user and password `/private` accepts.
+const HTTP_USER: &str = "weft-user";
+const HTTP_PASSWORD: &str = "right-password";
+
 /// An HTTP server on 127.0.0.1 (axum on its own runtime thread): `/hello.txt`,
 /// `/tree.tgz`, `/header` (echoes `X-Weft-Test`), `/big`, `/redirect` (→
-/// `/hello.txt`), `/teapot` (418); anything else 404. Returns the port.
+/// `/hello.txt`), `/teapot` (418), `/private` (basic auth as
+/// [`HTTP_USER`]/[`HTTP_PASSWORD`], else 401), `/to-private` (→ `/private`),
+/// `/to-other-host` (→ `http://localhost:<port>/private`: another host for
+/// the client); anything else 404. Returns the port.
 fn serve() -> u16 {
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
     let tgz = tree_tgz();
+    // base64("weft-user:right-password")
+    let expected = "Basic d2VmdC11c2VyOnJpZ2h0LXBhc3N3b3Jk";
     let app = axum::Router::new()
+        .route(
+            "/private",
+            get(move |h: HeaderMap| async move {
+                match h.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some(a) if a == expected => (StatusCode::OK, "private data"),
+                    _ => (StatusCode::UNAUTHORIZED, "who are you?"),
+                }
+            }),
+        )
+        .route(
+            "/to-private",
+            get(|| async { axum::response::Redirect::temporary("/private") }),
+        )
+        .route(
+            "/to-other-host",
+            get(move || async move {
+                axum::response::Redirect::temporary(&format!("http://localhost:{port}/private"))
+            }),
+        )
         .route("/hello.txt", get(|| async { "hello over http\n" }))
         .route("/tree.tgz", get(move || async move { tgz }))
         .route(
@@ -50,8 +80,6 @@ fn serve() -> u16 {
             "/teapot",
             get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
         );
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
     l.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -162,6 +190,132 @@ fn http_input_artifacts_stream_unpack_and_fail_by_name() {
     assert!(msg.contains("'brew'") && msg.contains("418"), "{msg}");
 }
 
+/// `auth.basicAuth` from secrets: `{name, key}` is weft's environment variable
+/// `WEFT_SECRET_<NAME>_<KEY>`. The right password gets the object (also after
+/// a same-host redirect); a wrong one is a 401 naming the artifact and the URL,
+/// never the password; a redirect to another host drops the credentials;
+/// other auth kinds are refused.
+#[test]
+fn http_basic_auth_from_secrets() {
+    let port = serve();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let auth = |pass: &str| {
+        format!(
+            "{{basicAuth: {{usernameSecret: {{name: web-creds, key: user}}, passwordSecret: {{name: web-creds, key: {pass}}}}}}}"
+        )
+    };
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: http-auth-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: ok, template: ok}}
+      - {{name: wrong, template: wrong, continueOn: {{failed: true, error: true}}}}
+      - {{name: elsewhere, template: elsewhere, continueOn: {{failed: true, error: true}}}}
+      - {{name: unset, template: unset, continueOn: {{failed: true, error: true}}}}
+      - {{name: oauth, template: oauth, continueOn: {{failed: true, error: true}}}}
+  - name: ok
+    inputs:
+      artifacts:
+      - {{name: direct, path: /in/direct, http: {{url: "{private}", auth: {right}}}}}
+      - {{name: moved, path: /in/moved, http: {{url: "{to_private}", auth: {right}}}}}
+    script: {{image: alpine, command: [sh], source: 'echo "$(cat /in/direct) $(cat /in/moved)"'}}
+  - name: wrong
+    inputs:
+      artifacts:
+      - {{name: guarded, path: /in/g, http: {{url: "{private}", auth: {wrong}}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+  - name: elsewhere
+    inputs:
+      artifacts:
+      - {{name: hop, path: /in/h, http: {{url: "{to_other}", auth: {right}}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+  - name: unset
+    inputs:
+      artifacts:
+      - {{name: nokey, path: /in/n, http: {{url: "{private}", auth: {unset}}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+  - name: oauth
+    inputs:
+      artifacts:
+      - name: token
+        path: /in/t
+        http:
+          url: "{private}"
+          auth: {{oauth2: {{clientIDSecret: {{name: web-creds, key: id}}, clientSecretSecret: {{name: web-creds, key: secret}}, tokenURLSecret: {{name: web-creds, key: url}}}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+"#,
+        private = url("/private"),
+        to_private = url("/to-private"),
+        to_other = url("/to-other-host"),
+        right = auth("pass"),
+        wrong = auth("wrong"),
+        unset = auth("nope"),
+    );
+    let home = Home::new();
+    let f = home.file("http-auth.yaml", &yaml);
+    let wrong_password = "wrong-password-7f3e9a";
+    let out = home
+        .cmd()
+        .env("WEFT_SECRET_WEB_CREDS_USER", HTTP_USER)
+        .env("WEFT_SECRET_WEB_CREDS_PASS", HTTP_PASSWORD)
+        .env("WEFT_SECRET_WEB_CREDS_WRONG", wrong_password)
+        .env_remove("WEFT_SECRET_WEB_CREDS_NOPE")
+        .args(["run", f.to_str().unwrap(), "-o", "json"])
+        .output()
+        .expect("weft runs");
+    let wf = json(&out);
+    let ok = node(&wf, "ok");
+    assert_eq!(ok["phase"], "Succeeded", "{ok:#}");
+    assert_eq!(
+        ok["outputs"]["result"], "private data private data",
+        "{ok:#}"
+    );
+
+    let msg = |step: &str| {
+        let n = node(&wf, step);
+        assert_eq!(n["phase"], "Error", "{n:#}");
+        n["message"].as_str().unwrap().to_string()
+    };
+    let m = msg("wrong");
+    assert!(
+        m.contains("'guarded'")
+            && m.contains(&url("/private"))
+            && m.contains("401")
+            && m.contains("secret 'web-creds' (key 'wrong')"),
+        "{m}"
+    );
+    // the Authorization header does not follow a redirect to another host
+    let m = msg("elsewhere");
+    assert!(
+        m.contains("'hop'")
+            && m.contains(&url("/to-other-host"))
+            && m.contains("401")
+            && m.contains("redirect to another host"),
+        "{m}"
+    );
+    let m = msg("unset");
+    assert!(
+        m.contains("'nokey'")
+            && m.contains("secret 'web-creds' (key 'nope')")
+            && m.contains("WEFT_SECRET_WEB_CREDS_NOPE"),
+        "{m}"
+    );
+    let m = msg("oauth");
+    assert!(
+        m.contains("'token'") && m.contains("oauth2") && m.contains("not supported"),
+        "{m}"
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !all.contains(wrong_password) && !all.contains(HTTP_PASSWORD),
+        "a password leaked: {all}"
+    );
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
@@ -224,7 +378,7 @@ spec:
   - name: creds
     inputs:
       artifacts:
-      - {{name: private, path: /src/p, git: {{repo: "{url}", usernameSecret: {{name: git, key: user}}, passwordSecret: {{name: git, key: pass}}}}}}
+      - {{name: private, path: /src/p, git: {{repo: "{url}", usernameSecret: {{name: git, key: user}}}}}}
     script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
   - name: nowhere
     inputs:
@@ -250,12 +404,12 @@ spec:
         "{out}"
     );
 
-    // credentials name Kubernetes secrets weft does not have: refused, not ignored
+    // half a pair of credentials: refused, not ignored
     let creds = node(&wf, "creds");
     assert_eq!(creds["phase"], "Error", "{creds:#}");
     let msg = creds["message"].as_str().unwrap();
     assert!(
-        msg.contains("'private'") && msg.contains("not supported"),
+        msg.contains("'private'") && msg.contains("both usernameSecret and passwordSecret"),
         "{msg}"
     );
 

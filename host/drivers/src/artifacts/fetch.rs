@@ -10,8 +10,13 @@
 //!   `404` is "not found" ([`Http::NotFound`]: an optional artifact is then
 //!   skipped, as Argo's executor skips it); any other non-2xx, or a stall of
 //!   [`IDLE`] waiting for the next bytes, fails naming the URL without its
-//!   user, password or query. `auth` (`basicAuth`, `oauth2`, `clientCert`)
-//!   names Kubernetes secrets, which weft does not have: refused, not ignored.
+//!   user, password or query. `auth.basicAuth: {usernameSecret,
+//!   passwordSecret}` (both) is HTTP Basic authentication on the `GET`, each
+//!   a [`SecretSelector`] `{name, key}` read from the host environment
+//!   variable `WEFT_SECRET_<NAME>_<KEY>` (upper-cased, `-`/`.` as `_`); reqwest
+//!   drops the `Authorization` header when a redirect changes host. A `401`
+//!   or `403` names the secrets (never their values). `auth.oauth2` and
+//!   `auth.clientCert` are refused, not ignored.
 //! - `git: {repo, revision, depth, fetch, singleBranch, branch,
 //!   disableSubmodules, insecureIgnoreHostKey}`: the `git` CLI (no shell, args
 //!   as a vector, `--` before the repository and directory): `clone` (with
@@ -21,8 +26,15 @@
 //!   weft's user but with none of its credentials or configuration: `HOME` is a
 //!   scratch directory, no system or global config, no ssh agent or identity
 //!   files, no prompts (`GIT_TERMINAL_PROMPT=0`, ssh `BatchMode`), and the
-//!   `ext::` transport is off. `usernameSecret`/`passwordSecret`/
-//!   `sshPrivateKeySecret` are refused like `auth` above.
+//!   `ext::` transport is off. `usernameSecret` and `passwordSecret` (both,
+//!   selectors as above; `http(s)://` repositories only) reach git through a
+//!   credential helper given in `-c credential.<scheme://host>.helper=…`,
+//!   scoped to the repository's host (a submodule or a redirect elsewhere
+//!   gets nothing): a shell function that prints `$WEFT_GIT_USERNAME` and
+//!   `$WEFT_GIT_PASSWORD`, variables set only in that git child's
+//!   environment — never in argv (visible in `/proc`) or the URL, and cut
+//!   from any message git prints. `sshPrivateKeySecret` is refused, not
+//!   ignored.
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -32,7 +44,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::ArtifactError;
+use super::{ArtifactError, Secret, SecretSelector};
 use crate::host::http::{artifact_client, chain, redact};
 
 /// The longest wait for a response's headers or its next bytes.
@@ -97,12 +109,7 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
             ))
         })?;
     let shown = redact(&url);
-    if given(loc.get("auth")) {
-        return Err(unsupported(format!(
-            "GET {shown}: 'auth' (basicAuth, oauth2, clientCert) names Kubernetes secrets, \
-             which weft does not have; it is not supported yet"
-        )));
-    }
+    let basic = basic_auth(loc, &shown)?;
     let mut headers = reqwest::header::HeaderMap::new();
     for h in loc
         .get("headers")
@@ -128,7 +135,12 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
     };
     let stalled = || failed(format!("no data for {}s", IDLE.as_secs()));
     block_on(async {
-        let send = client.get(url.clone()).headers(headers).send();
+        let mut req = client.get(url.clone()).headers(headers);
+        if let Some(b) = &basic {
+            // marked sensitive: reqwest drops it on a redirect to another host
+            req = req.basic_auth(&b.username.0, Some(&b.password.0));
+        }
+        let send = req.send();
         let mut resp = tokio::time::timeout(IDLE, send)
             .await
             .map_err(|_| stalled())?
@@ -140,7 +152,23 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
             });
         }
         if !status.is_success() {
-            return Err(failed(format!("the server answered {status}")));
+            let auth = match &basic {
+                // reqwest's rule for dropping sensitive headers on a redirect
+                Some(_)
+                    if matches!(status.as_u16(), 401 | 403)
+                        && (resp.url().host_str() != url.host_str()
+                            || resp.url().port_or_known_default()
+                                != url.port_or_known_default()) =>
+                {
+                    " (after a redirect to another host, which gets no credentials)".to_string()
+                }
+                Some(b) if matches!(status.as_u16(), 401 | 403) => format!(
+                    " (basic auth with usernameSecret {} and passwordSecret {})",
+                    b.username_ref, b.password_ref
+                ),
+                _ => String::new(),
+            };
+            return Err(failed(format!("the server answered {status}{auth}")));
         }
         let mut out = std::fs::File::create(dest)
             .map_err(ArtifactError::io(format!("creating {}", dest.display())))?;
@@ -163,6 +191,57 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
     })
 }
 
+/// Basic-auth credentials, and the selectors they came from (for messages).
+struct BasicAuth {
+    username: Secret,
+    password: Secret,
+    username_ref: SecretSelector,
+    password_ref: SecretSelector,
+}
+
+/// The `auth` of an `http` location: `basicAuth` resolved, the other kinds
+/// refused. `shown`: the URL as messages show it.
+fn basic_auth(loc: &Value, shown: &str) -> Result<Option<BasicAuth>, ArtifactError> {
+    let Some(auth) = loc.get("auth").filter(|a| given(Some(a))) else {
+        return Ok(None);
+    };
+    let refused: Vec<&str> = auth
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| k.as_str() != "basicAuth" && given(Some(v)))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !refused.is_empty() || !auth.is_object() {
+        return Err(unsupported(format!(
+            "GET {shown}: auth {} is not supported (only basicAuth: {{usernameSecret, \
+             passwordSecret}} is)",
+            if refused.is_empty() {
+                format!("{auth}")
+            } else {
+                refused.join(", ")
+            }
+        )));
+    }
+    let Some(basic) = auth.get("basicAuth").filter(|b| given(Some(b))) else {
+        return Ok(None);
+    };
+    let in_auth = |e: ArtifactError| ArtifactError::Secret(format!("GET {shown}: basicAuth {e}"));
+    let user = SecretSelector::of(basic, "usernameSecret").map_err(in_auth)?;
+    let pass = SecretSelector::of(basic, "passwordSecret").map_err(in_auth)?;
+    let (Some(username_ref), Some(password_ref)) = (user, pass) else {
+        return Err(ArtifactError::Secret(format!(
+            "GET {shown}: basicAuth needs both usernameSecret and passwordSecret"
+        )));
+    };
+    Ok(Some(BasicAuth {
+        username: username_ref.value("usernameSecret").map_err(in_auth)?,
+        password: password_ref.value("passwordSecret").map_err(in_auth)?,
+        username_ref,
+        password_ref,
+    }))
+}
+
 // ---------------------------------------------------------------- git
 
 /// A `git` location's fields.
@@ -176,19 +255,40 @@ struct Git<'a> {
     branch: Option<&'a str>,
     disable_submodules: bool,
     insecure_ignore_host_key: bool,
+    /// `usernameSecret` and `passwordSecret` (both, or neither).
+    credentials: Option<(SecretSelector, SecretSelector)>,
 }
 
 fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
     let repo = str_field(loc, "repo").ok_or_else(|| unsupported("git location without a repo"))?;
     let shown = shown_repo(repo);
-    for f in ["usernameSecret", "passwordSecret", "sshPrivateKeySecret"] {
-        if given(loc.get(f)) {
-            return Err(unsupported(format!(
-                "git {shown}: '{f}' names a Kubernetes secret, which weft does not have; \
-                 git credentials are not supported yet"
+    if given(loc.get("sshPrivateKeySecret")) {
+        return Err(unsupported(format!(
+            "git {shown}: 'sshPrivateKeySecret' is not supported (ssh keys are not passed to \
+             git yet); use an https repository with usernameSecret and passwordSecret"
+        )));
+    }
+    let in_repo = |e: ArtifactError| ArtifactError::Secret(format!("git {shown}: {e}"));
+    let credentials = match (
+        SecretSelector::of(loc, "usernameSecret").map_err(in_repo)?,
+        SecretSelector::of(loc, "passwordSecret").map_err(in_repo)?,
+    ) {
+        (None, None) => None,
+        (Some(u), Some(p)) => {
+            if credential_scope(repo).is_none() {
+                return Err(ArtifactError::Secret(format!(
+                    "git {shown}: usernameSecret and passwordSecret are for http(s) \
+                     repositories (ssh keys are not supported)"
+                )));
+            }
+            Some((u, p))
+        }
+        _ => {
+            return Err(ArtifactError::Secret(format!(
+                "git {shown}: give both usernameSecret and passwordSecret, or neither"
             )));
         }
-    }
+    };
     let flag = |f: &str| loc.get(f).and_then(Value::as_bool).unwrap_or(false);
     let g = Git {
         repo,
@@ -212,6 +312,7 @@ fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
         branch: str_field(loc, "branch"),
         disable_submodules: flag("disableSubmodules"),
         insecure_ignore_host_key: flag("insecureIgnoreHostKey"),
+        credentials,
     };
     if g.single_branch && g.branch.is_none() {
         return Err(unsupported(format!(
@@ -252,28 +353,67 @@ pub fn clone(loc: &Value, dest: &Path, home: &Path) -> Result<(), ArtifactError>
     clone_with(OsStr::new("git"), loc, dest, home)
 }
 
-/// [`clone`] with another `git` program (tests: one that is not installed).
-fn clone_with(git: &OsStr, loc: &Value, dest: &Path, home: &Path) -> Result<(), ArtifactError> {
-    let g = parse_git(loc)?;
-    let shown = shown_repo(g.repo);
-    let password = reqwest::Url::parse(g.repo)
-        .ok()
-        .and_then(|u| u.password().map(str::to_string));
-    let mut ssh = String::from(
-        "ssh -o BatchMode=yes -o ConnectTimeout=30 -o IdentitiesOnly=yes \
-         -o IdentityAgent=none -o IdentityFile=/dev/null",
-    );
-    if g.insecure_ignore_host_key {
-        ssh.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
+/// `scheme://host[:port]` of an http(s) repository URL: what the credential
+/// helper is scoped to. `None`: not http(s).
+fn credential_scope(repo: &str) -> Option<String> {
+    let u = reqwest::Url::parse(repo).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
     }
-    let run = |dir: Option<&Path>, args: &[&OsStr]| -> Result<(), String> {
-        let mut c = Command::new(git);
+    let host = u.host_str().filter(|h| !h.is_empty())?;
+    Some(match u.port() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    })
+}
+
+/// The environment variables the credential helper reads.
+const USERNAME_VAR: &str = "WEFT_GIT_USERNAME";
+const PASSWORD_VAR: &str = "WEFT_GIT_PASSWORD";
+
+/// git's credential helper (run by git through `sh`): reads the request,
+/// prints the variables for `get`, nothing for `store`/`erase`. Shell code naming variables: the
+/// values are never in argv.
+const CREDENTIAL_HELPER: &str = r#"!f() { while read -r _; do :; done; if [ "$1" = get ]; then printf 'username=%s\npassword=%s\n' "$WEFT_GIT_USERNAME" "$WEFT_GIT_PASSWORD"; fi; }; f"#;
+
+/// Credentials for one repository's host.
+struct GitCredentials {
+    /// `scheme://host[:port]`: the helper answers for that URL only.
+    scope: String,
+    username: Secret,
+    password: Secret,
+}
+
+/// What every git child of one clone shares.
+struct GitRun<'a> {
+    git: &'a OsStr,
+    home: &'a Path,
+    ssh: String,
+    credentials: Option<GitCredentials>,
+}
+
+impl GitRun<'_> {
+    /// `git [config…] [-C dir] args…` with weft's credentials and config kept
+    /// out and the location's (if any) in the child's environment only.
+    fn command(&self, dir: Option<&Path>, args: &[&OsStr]) -> Command {
+        let mut c = Command::new(self.git);
         c.args([
             "-c",
             "protocol.ext.allow=never",
             "-c",
             "advice.detachedHead=false",
         ]);
+        if let Some(cr) = &self.credentials {
+            c.arg("-c")
+                .arg(format!(
+                    "credential.{}.helper={CREDENTIAL_HELPER}",
+                    cr.scope
+                ))
+                .env(USERNAME_VAR, &cr.username.0)
+                .env(PASSWORD_VAR, &cr.password.0);
+        } else {
+            c.env_remove(USERNAME_VAR).env_remove(PASSWORD_VAR);
+        }
         if let Some(d) = dir {
             c.arg("-C").arg(d);
         }
@@ -281,27 +421,71 @@ fn clone_with(git: &OsStr, loc: &Value, dest: &Path, home: &Path) -> Result<(), 
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("HOME", home)
-            .env("GIT_SSH_COMMAND", &ssh)
+            .env("HOME", self.home)
+            .env("GIT_SSH_COMMAND", &self.ssh)
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("GIT_ASKPASS")
             .env_remove("SSH_ASKPASS")
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
             .stdin(Stdio::null());
-        let out = c.output().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "the git command-line tool ({}) is not installed; git artifacts need it",
-                git.to_string_lossy()
-            ),
-            _ => format!("running {}: {e}", git.to_string_lossy()),
-        })?;
+        c
+    }
+}
+
+/// [`clone`] with another `git` program (tests: one that is not installed).
+fn clone_with(git: &OsStr, loc: &Value, dest: &Path, home: &Path) -> Result<(), ArtifactError> {
+    let g = parse_git(loc)?;
+    let shown = shown_repo(g.repo);
+    let credentials = match &g.credentials {
+        None => None,
+        Some((u, p)) => {
+            let in_repo = |e: ArtifactError| ArtifactError::Secret(format!("git {shown}: {e}"));
+            Some(GitCredentials {
+                scope: credential_scope(g.repo).expect("checked by parse_git"),
+                username: u.value("usernameSecret").map_err(in_repo)?,
+                password: p.value("passwordSecret").map_err(in_repo)?,
+            })
+        }
+    };
+    // cut from whatever git prints
+    let secrets: Vec<String> = reqwest::Url::parse(g.repo)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+        .into_iter()
+        .chain(credentials.as_ref().map(|c| c.password.0.clone()))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut ssh = String::from(
+        "ssh -o BatchMode=yes -o ConnectTimeout=30 -o IdentitiesOnly=yes \
+         -o IdentityAgent=none -o IdentityFile=/dev/null",
+    );
+    if g.insecure_ignore_host_key {
+        ssh.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
+    }
+    let git_run = GitRun {
+        git,
+        home,
+        ssh,
+        credentials,
+    };
+    let run = |dir: Option<&Path>, args: &[&OsStr]| -> Result<(), String> {
+        let out = git_run
+            .command(dir, args)
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "the git command-line tool ({}) is not installed; git artifacts need it",
+                    git.to_string_lossy()
+                ),
+                _ => format!("running {}: {e}", git.to_string_lossy()),
+            })?;
         if out.status.success() {
             return Ok(());
         }
         let mut err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if let Some(p) = password.as_deref().filter(|p| !p.is_empty()) {
-            err = err.replace(p, "<redacted>");
+        for p in &secrets {
+            err = err.replace(p.as_str(), "<redacted>");
         }
         if err.len() > 2000 {
             let cut = err.floor_char_boundary(err.len() - 2000);
@@ -379,14 +563,65 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn secrets_and_options_are_refused_not_ignored() {
-        for loc in [
-            json!({"repo": "https://h.example/r.git", "usernameSecret": {"name": "s", "key": "u"}}),
-            json!({"repo": "https://h.example/r.git", "sshPrivateKeySecret": {"name": "s", "key": "k"}}),
-        ] {
-            let e = parse_git(&loc).unwrap_err().to_string();
-            assert!(e.contains("not supported") && e.contains("Secret"), "{e}");
-        }
+    fn secrets_and_options_are_checked_not_ignored() {
+        let e = parse_git(&json!({"repo": "https://h.example/r.git", "usernameSecret": {"name": "s", "key": "u"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("h.example/r.git") && e.contains("both usernameSecret and passwordSecret"),
+            "{e}"
+        );
+        let e = parse_git(&json!({"repo": "https://h.example/r.git", "sshPrivateKeySecret": {"name": "s", "key": "k"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not supported") && e.contains("sshPrivateKeySecret"),
+            "{e}"
+        );
+        let both = json!({"usernameSecret": {"name": "s", "key": "u"}, "passwordSecret": {"name": "s", "key": "p"}});
+        let with = |repo: &str| {
+            let mut l = both.clone();
+            l["repo"] = json!(repo);
+            l
+        };
+        let e = parse_git(&with("git@h.example:r.git"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http(s)"), "{e}");
+        let loc = with("https://h.example:8443/r.git");
+        let g = parse_git(&loc).unwrap();
+        let (u, p) = g.credentials.unwrap();
+        assert_eq!(
+            (u.env_var(), p.env_var()),
+            ("WEFT_SECRET_S_U".into(), "WEFT_SECRET_S_P".into())
+        );
+        assert_eq!(
+            credential_scope("https://user@h.example:8443/r.git").as_deref(),
+            Some("https://h.example:8443")
+        );
+        assert_eq!(
+            credential_scope("http://h.example/r.git").as_deref(),
+            Some("http://h.example")
+        );
+        assert!(credential_scope("file:///srv/r.git").is_none());
+        // a selector with no value fails naming the secret and the variable, before git runs
+        let d = tempfile::tempdir().unwrap();
+        let e = clone_with(
+            OsStr::new("/nonexistent/bin/git"),
+            &json!({"repo": "https://h.example/r.git",
+                    "usernameSecret": {"name": "weft-unit-unset", "key": "user"},
+                    "passwordSecret": {"name": "weft-unit-unset", "key": "pass"}}),
+            &d.path().join("out"),
+            d.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("h.example/r.git")
+                && e.contains("secret 'weft-unit-unset' (key 'user')")
+                && e.contains("set WEFT_SECRET_WEFT_UNIT_UNSET_USER"),
+            "{e}"
+        );
         let e = parse_git(&json!({"repo": "--upload-pack=evil"}))
             .unwrap_err()
             .to_string();
@@ -403,15 +638,115 @@ mod tests {
         let loc = json!({"repo": "r", "passwordSecret": {}, "depth": 2});
         let g = parse_git(&loc).unwrap();
         assert_eq!(g.depth, Some(2));
-        let e = download(
-            &json!({"url": "https://h.example/x", "auth": {"basicAuth": {"usernameSecret": {"name": "s", "key": "u"}}}}),
-            Path::new("/nonexistent/x"),
-        )
-        .unwrap_err()
-        .to_string();
+        assert!(g.credentials.is_none());
+        // http: basicAuth needs both selectors; other auth kinds are refused
+        let get = |auth: Value| {
+            download(
+                &json!({"url": "https://h.example/x?sig=abc", "auth": auth}),
+                Path::new("/nonexistent/x"),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let e = get(json!({"basicAuth": {"usernameSecret": {"name": "s", "key": "u"}}}));
+        assert!(e.contains("needs both") && e.contains("h.example/x"), "{e}");
+        assert!(!e.contains("sig=abc"), "{e}");
+        let e = get(json!({"oauth2": {"clientIDSecret": {"name": "s", "key": "i"}}}));
+        assert!(e.contains("not supported") && e.contains("oauth2"), "{e}");
+        let e = get(
+            json!({"clientCert": {"clientCertSecret": {"name": "s", "key": "c"}}, "basicAuth": {}}),
+        );
         assert!(
-            e.contains("not supported") && e.contains("h.example/x"),
+            e.contains("clientCert") && e.contains("not supported"),
             "{e}"
+        );
+        let e = get(json!({"basicAuth": {
+            "usernameSecret": {"name": "weft-unit-unset", "key": "u"},
+            "passwordSecret": {"name": "weft-unit-unset", "key": "p"}}}));
+        assert!(
+            e.contains("'usernameSecret' names secret 'weft-unit-unset' (key 'u')")
+                && e.contains("WEFT_SECRET_WEFT_UNIT_UNSET_U"),
+            "{e}"
+        );
+        let e = get(
+            json!({"basicAuth": {"usernameSecret": {"name": "s"}, "passwordSecret": {"name": "s", "key": "p"}}}),
+        );
+        assert!(
+            e.contains("'usernameSecret' must name a secret and its key"),
+            "{e}"
+        );
+    }
+
+    /// The credentials reach git through the scoped helper and the child's
+    /// environment, never argv: asked with `git credential fill`, the real
+    /// git gets them for the repository's host and nothing for another.
+    #[test]
+    fn git_credentials_are_in_the_childs_environment_not_argv() {
+        let home = tempfile::tempdir().unwrap();
+        let run = GitRun {
+            git: OsStr::new("git"),
+            home: home.path(),
+            ssh: "ssh".into(),
+            credentials: Some(GitCredentials {
+                scope: credential_scope("https://h.example:8443/team/r.git").unwrap(),
+                username: Secret("user-from-secret".into()),
+                password: Secret("pw-from-secret-123".into()),
+            }),
+        };
+        let fill = |host: &str| {
+            let mut c = run.command(None, &[OsStr::new("credential"), OsStr::new("fill")]);
+            for a in c.get_args() {
+                let a = a.to_string_lossy();
+                assert!(
+                    !a.contains("pw-from-secret") && !a.contains("user-from-secret"),
+                    "{a}"
+                );
+            }
+            let envs: Vec<_> = c
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+                .collect();
+            assert!(envs.contains(&(PASSWORD_VAR.into(), Some("pw-from-secret-123".into()))));
+            let mut child = c
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("git runs");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("protocol=https\nhost={host}\n\n").as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let out = fill("h.example:8443");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            got.contains("username=user-from-secret\n")
+                && got.contains("password=pw-from-secret-123\n"),
+            "{got}"
+        );
+        // another host (a submodule elsewhere, a redirect): no helper, no prompt
+        let out = fill("other.example");
+        assert!(!out.status.success());
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("pw-from-secret"));
+        // without credentials, the variables are not inherited from weft
+        let none = GitRun {
+            credentials: None,
+            ..run
+        };
+        let c = none.command(None, &[OsStr::new("version")]);
+        assert!(c.get_envs().any(|(k, v)| k == PASSWORD_VAR && v.is_none()));
+        assert!(
+            !c.get_args()
+                .any(|a| a.to_string_lossy().contains("credential"))
         );
     }
 

@@ -19,6 +19,9 @@
 //!   repositories named by artifacts with a full location (`s3: {endpoint,
 //!   bucket, key}`, `oss: …`, `azure: {endpoint, container, blob}`, `gcs:
 //!   {bucket, key}`);
+//! - [`SecretSelector`]: Argo's `{name, key}` secret selectors in a location
+//!   (`accessKeySecret`, `basicAuth.passwordSecret`, …), whose values are host
+//!   environment variables `WEFT_SECRET_<NAME>_<KEY>`;
 //! - [`archive`]: tar+gzip packing and safe unpacking (entries that escape their
 //!   directory are rejected);
 //! - [`stage`]: placing a step's inputs before it starts and saving its outputs
@@ -39,6 +42,8 @@ pub mod testing;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
+
+use serde_json::Value;
 
 pub use azure::{AzureOptions, AzureRepository};
 pub use gcs::{GcsOptions, GcsRepository};
@@ -63,6 +68,10 @@ pub enum ArtifactError {
     /// a secret; callers name `repo` in their context).
     #[error("{message}")]
     Store { repo: String, message: String },
+    /// A secret a location names is malformed or has no value (the message
+    /// names the secret and its environment variable, never a value).
+    #[error("{0}")]
+    Secret(String),
     /// Filesystem or stream failure, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -76,6 +85,80 @@ impl ArtifactError {
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ArtifactError {
         let what = what.into();
         move |source| ArtifactError::Io { what, source }
+    }
+}
+
+/// Argo's `{name, key}` selector of a Kubernetes secret in an artifact's
+/// location (`s3.accessKeySecret`, `http.auth.basicAuth.passwordSecret`,
+/// `git.usernameSecret`, …). weft has no Kubernetes: the value is the host
+/// environment variable [`SecretSelector::env_var`],
+/// `WEFT_SECRET_<NAME>_<KEY>` upper-cased with `-` and `.` as `_` — the
+/// variable of the secret `<NAME>_<KEY>` granted to plugins
+/// ([`crate::host::secret_env_var`]) and of weft.toml's `*_secret` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretSelector {
+    pub name: String,
+    pub key: String,
+}
+
+impl SecretSelector {
+    /// The selector at `loc[field]`; `Ok(None)` when the field is absent or
+    /// names nothing (`{}`, empty strings); an error when it gives only one
+    /// of `name` and `key`.
+    pub fn of(loc: &Value, field: &str) -> Result<Option<SecretSelector>, ArtifactError> {
+        let Some(v) = loc.get(field).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let s = |f: &str| v.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
+        match (s("name"), s("key")) {
+            (Some(name), Some(key)) => Ok(Some(SecretSelector {
+                name: name.to_string(),
+                key: key.to_string(),
+            })),
+            (None, None) if v.as_object().is_some() => Ok(None),
+            _ => Err(ArtifactError::Secret(format!(
+                "'{field}' must name a secret and its key ({{name: NAME, key: KEY}})"
+            ))),
+        }
+    }
+
+    /// The host environment variable holding the value.
+    pub fn env_var(&self) -> String {
+        crate::host::secret_env_var(&format!("{}_{}", self.name, self.key))
+    }
+
+    /// The value, from [`SecretSelector::env_var`]. The error names `field`
+    /// (what the secret is for), the secret and the variable to set.
+    pub fn value(&self, field: &str) -> Result<Secret, ArtifactError> {
+        match std::env::var(self.env_var()) {
+            Ok(v) => Ok(Secret(v)),
+            Err(e) => Err(ArtifactError::Secret(format!(
+                "'{field}' names {self}, which has no value: set {} in weft's environment{}",
+                self.env_var(),
+                match e {
+                    std::env::VarError::NotUnicode(_) => " (it is set, but not valid UTF-8)",
+                    std::env::VarError::NotPresent => "",
+                }
+            ))),
+        }
+    }
+
+    /// The selector at `loc[field]` and its value; `Ok(None)`: none given.
+    pub fn resolve(
+        loc: &Value,
+        field: &str,
+    ) -> Result<Option<(SecretSelector, Secret)>, ArtifactError> {
+        let Some(s) = SecretSelector::of(loc, field)? else {
+            return Ok(None);
+        };
+        let v = s.value(field)?;
+        Ok(Some((s, v)))
+    }
+}
+
+impl std::fmt::Display for SecretSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "secret '{}' (key '{}')", self.name, self.key)
     }
 }
 
@@ -210,5 +293,44 @@ mod tests {
         let k = Key::parse("wf/pod").unwrap();
         assert_eq!(k.join("x.tgz").unwrap().as_str(), "wf/pod/x.tgz");
         assert!(k.join("../../etc").unwrap_err().to_string().contains(".."));
+    }
+
+    #[test]
+    fn secret_selectors_map_to_weft_secret_variables() {
+        use serde_json::json;
+        let loc = json!({"s": {"name": "my-creds.v1", "key": "secret-key"}, "e": {}, "n": null});
+        let s = SecretSelector::of(&loc, "s").unwrap().unwrap();
+        // the plugins' secret variable of `<name>_<key>`, as weft.toml's `*_secret`
+        assert_eq!(s.env_var(), "WEFT_SECRET_MY_CREDS_V1_SECRET_KEY");
+        assert_eq!(
+            s.env_var(),
+            crate::host::secret_env_var("my-creds.v1_secret-key")
+        );
+        assert_eq!(s.to_string(), "secret 'my-creds.v1' (key 'secret-key')");
+        for absent in ["e", "n", "missing"] {
+            assert!(
+                SecretSelector::of(&loc, absent).unwrap().is_none(),
+                "{absent}"
+            );
+        }
+        for bad in [
+            json!({"f": {"name": "x"}}),
+            json!({"f": {"key": "k"}}),
+            json!({"f": "x"}),
+        ] {
+            let e = SecretSelector::of(&bad, "f").unwrap_err().to_string();
+            assert!(e.contains("'f' must name a secret and its key"), "{e}");
+        }
+        let unset = SecretSelector {
+            name: "weft-unit-unset".into(),
+            key: "k".into(),
+        };
+        let e = unset.value("passwordSecret").unwrap_err();
+        assert!(matches!(e, ArtifactError::Secret(_)));
+        assert_eq!(
+            e.to_string(),
+            "'passwordSecret' names secret 'weft-unit-unset' (key 'k'), which has no value: \
+             set WEFT_SECRET_WEFT_UNIT_UNSET_K in weft's environment"
+        );
     }
 }

@@ -15,14 +15,26 @@
 //!   - `azure: {endpoint, container, blob}`: an Azure Blob repository;
 //!   - `gcs: {bucket, key}`: a GCS repository.
 //!
-//!   Credentials are those of a configured repository (default first, then the
-//!   named ones) of the same kind at the same endpoint (S3: same host, for AWS
-//!   both without an endpoint; Azure: same host and account; GCS: same
-//!   endpoint), otherwise the environment's (`AWS_ACCESS_KEY_ID`…,
-//!   `AZURE_STORAGE_ACCOUNT_KEY`…, `GOOGLE_APPLICATION_CREDENTIALS`…). Argo's
-//!   per-artifact `accessKeySecret`/`secretKeySecret`/`accountKeySecret`/
-//!   `serviceAccountKeySecret` name Kubernetes secrets, which do not exist
-//!   locally: they are ignored.
+//!   Credentials, first match:
+//!   1. the location's own Argo secret selectors ([`SecretSelector`]: a
+//!      `{name, key}` is the host environment variable
+//!      `WEFT_SECRET_<NAME>_<KEY>`, upper-cased, `-` and `.` as `_`):
+//!      `s3`/`oss` `accessKeySecret` **and** `secretKeySecret` (both or
+//!      neither), `azure.accountKeySecret` (unless `useSDKCreds`),
+//!      `gcs.serviceAccountKeySecret` (the key's JSON). A selector whose
+//!      variable is unset fails naming the secret and the variable;
+//!   2. those of a configured repository (default first, then the named
+//!      ones) of the same kind at the same endpoint (S3: same host, for AWS
+//!      both without an endpoint; Azure: same host and account; GCS: same
+//!      endpoint);
+//!   3. the environment's (`AWS_ACCESS_KEY_ID`…, `AZURE_STORAGE_ACCOUNT_KEY`…,
+//!      `GOOGLE_APPLICATION_CREDENTIALS`…).
+//!
+//!   The cache tells credentials apart (its key is the options' redacting
+//!   `Debug` plus a SHA-256 of the secret values), so two artifacts of one
+//!   bucket with different secrets get two clients. Selectors on a key-only
+//!   location are not read: it is the workflow's repository, with that
+//!   repository's credentials.
 //!
 //! A configured repository may also be **backed by an artifact plugin**
 //! ([`RepositoryOptions::Plugin`], [`wasm`]): a Wasm component implementing
@@ -43,7 +55,7 @@ use super::azure::AzureOptions;
 use super::gcs::GcsOptions;
 use super::objstore::ObjectStoreRepository;
 use super::s3::S3Options;
-use super::{ArtifactError, Key, LocalRepository, Repository};
+use super::{ArtifactError, Key, LocalRepository, Repository, Secret, SecretSelector};
 use crate::host::object_store::Target;
 
 // Declared here rather than in `artifacts/mod.rs`: the plugin-backed
@@ -283,7 +295,7 @@ impl Repositories {
             }
             let opts = match kind {
                 "azure" => RepositoryOptions::Azure(self.azure_location(loc)?),
-                "gcs" => RepositoryOptions::Gcs(self.gcs_location(loc)),
+                "gcs" => RepositoryOptions::Gcs(self.gcs_location(loc)?),
                 _ => RepositoryOptions::S3(self.full_location(kind, loc)?),
             };
             return Ok(Some((self.repo_for(&opts)?, key)));
@@ -354,6 +366,40 @@ impl Repositories {
                 "the '{kind}' location has an endpoint but no bucket"
             )));
         }
+        // The location's own secrets come first. Both are checked before
+        // either is read, so "one alone" is said whatever the environment.
+        let place = format!(
+            "the '{kind}' location s3://{}/ {}",
+            o.bucket,
+            o.endpoint_url()
+                .map(|e| format!("at {e}"))
+                .unwrap_or_else(|| "on AWS".into())
+        );
+        let in_place = |e: ArtifactError| ArtifactError::Secret(format!("{place}: {e}"));
+        match (
+            SecretSelector::of(loc, "accessKeySecret").map_err(in_place)?,
+            SecretSelector::of(loc, "secretKeySecret").map_err(in_place)?,
+        ) {
+            (None, None) => {}
+            (Some(a), Some(s)) => {
+                let access = a.value("accessKeySecret").map_err(in_place)?;
+                let secret = s.value("secretKeySecret").map_err(in_place)?;
+                o.access_key = Some(access.0);
+                o.secret_key = Some(secret);
+            }
+            (a, _) => {
+                let (given, missing) = if a.is_some() {
+                    ("accessKeySecret", "secretKeySecret")
+                } else {
+                    ("secretKeySecret", "accessKeySecret")
+                };
+                return Err(ArtifactError::Secret(format!(
+                    "{place}: '{given}' without '{missing}': give both, or neither (then the \
+                     credentials of a configured repository at that endpoint, else the \
+                     environment's)"
+                )));
+            }
+        }
         Ok(o)
     }
 
@@ -399,13 +445,27 @@ impl Repositories {
                 "the 'azure' location has an endpoint but no container".into(),
             ));
         }
+        // The location's own key comes first; useSDKCreds (Argo: it wins)
+        // means no key at all.
+        if !o.use_sdk_creds {
+            let place = format!(
+                "the 'azure' location azure://{}/ at {}",
+                o.container,
+                o.endpoint_url().unwrap_or_else(|e| e)
+            );
+            if let Some((_, key)) = SecretSelector::resolve(loc, "accountKeySecret")
+                .map_err(|e| ArtifactError::Secret(format!("{place}: {e}")))?
+            {
+                o.account_key = Some(key);
+            }
+        }
         Ok(o)
     }
 
     /// GCS options for a full location, with the first configured GCS
     /// repository's credentials and endpoint (Argo's GCS locations name no
     /// endpoint: there is one GCS).
-    fn gcs_location(&self, loc: &Value) -> GcsOptions {
+    fn gcs_location(&self, loc: &Value) -> Result<GcsOptions, ArtifactError> {
         let mut o = GcsOptions {
             bucket: loc
                 .get("bucket")
@@ -422,7 +482,16 @@ impl Repositories {
             o.service_account_path = d.service_account_path.clone();
             o.endpoint = d.endpoint.clone();
         }
-        o
+        // The location's own service-account key (JSON) comes first.
+        if let Some((_, key)) =
+            SecretSelector::resolve(loc, "serviceAccountKeySecret").map_err(|e| {
+                ArtifactError::Secret(format!("the 'gcs' location gs://{}/: {e}", o.bucket))
+            })?
+        {
+            o.service_account_key = Some(key);
+            o.service_account_path = None;
+        }
+        Ok(o)
     }
 
     fn repo_for(&self, o: &RepositoryOptions) -> Result<Arc<dyn Repository>, ArtifactError> {
@@ -431,9 +500,7 @@ impl Repositories {
                 "object-store locations need the engine's runtime".into(),
             ));
         };
-        // Debug redacts secrets; the access key ids (S3) and accounts tell
-        // credentials apart.
-        let id = format!("{o:?}");
+        let id = cache_key(o);
         let mut others = self.others.lock().expect("not poisoned");
         if let Some(r) = others.get(&id) {
             return Ok(r.clone());
@@ -444,9 +511,29 @@ impl Repositories {
     }
 }
 
+/// The key of a full location's cached repository: the options' `Debug`
+/// (which redacts secrets, so it shows the endpoint, bucket, access key id,
+/// account…) plus a SHA-256 of the secret values, so that the same access key
+/// id with another secret (a configured repository's, a location's own) is
+/// another client. The key is never logged.
+fn cache_key(o: &RepositoryOptions) -> String {
+    use sha2::{Digest, Sha256};
+    let secrets: Vec<&Secret> = match o {
+        RepositoryOptions::S3(s) => s.secret_key.iter().collect(),
+        RepositoryOptions::Azure(a) => a.account_key.iter().collect(),
+        RepositoryOptions::Gcs(g) => g.service_account_key.iter().collect(),
+        RepositoryOptions::Local { .. } | RepositoryOptions::Plugin(_) => Vec::new(),
+    };
+    let mut h = Sha256::new();
+    for s in secrets {
+        h.update((s.0.len() as u64).to_le_bytes());
+        h.update(s.0.as_bytes());
+    }
+    format!("{o:?} #{}", hex::encode(h.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::Secret;
     use super::*;
     use serde_json::json;
 
@@ -571,6 +658,134 @@ mod tests {
                 .is_err()
         );
     }
+    #[test]
+    fn location_secrets_are_both_or_neither_and_named_when_unset() {
+        let rt = rt();
+        let repos = Repositories::from_options(
+            &RepositoryOptions::Local {
+                path: "/tmp/default".into(),
+            },
+            rt.handle().clone(),
+        )
+        .unwrap();
+        let sel = |name: &str, key: &str| json!({"name": name, "key": key});
+        let s3 = |extra: &[(&str, Value)]| {
+            let mut l = json!({"endpoint": "minio.local:9000", "bucket": "b", "key": "k"});
+            for (f, v) in extra {
+                l[*f] = v.clone();
+            }
+            l
+        };
+        let err = |kind: &str, loc: Value| {
+            repos
+                .locate(&json!({ kind: loc }))
+                .err()
+                .expect("refused")
+                .to_string()
+        };
+        // one alone: refused whatever the environment, naming the location
+        let e = err("s3", s3(&[("accessKeySecret", sel("weft-unit-set", "a"))]));
+        for x in [
+            "'accessKeySecret' without 'secretKeySecret'",
+            "s3://b/",
+            "https://minio.local:9000",
+        ] {
+            assert!(e.contains(x), "{e} lacks {x}");
+        }
+        let e = err("oss", s3(&[("secretKeySecret", sel("weft-unit-set", "s"))]));
+        assert!(
+            e.contains("'secretKeySecret' without 'accessKeySecret'"),
+            "{e}"
+        );
+        let e = err(
+            "s3",
+            s3(&[
+                ("accessKeySecret", json!({"name": "n"})),
+                ("secretKeySecret", sel("n", "s")),
+            ]),
+        );
+        assert!(
+            e.contains("'accessKeySecret' must name a secret and its key"),
+            "{e}"
+        );
+        // both, unset: the secret and the variable to set
+        let e = err(
+            "s3",
+            s3(&[
+                ("accessKeySecret", sel("weft-unit.unset", "access-key")),
+                ("secretKeySecret", sel("weft-unit.unset", "secret-key")),
+            ]),
+        );
+        assert!(
+            e.contains("secret 'weft-unit.unset' (key 'access-key')")
+                && e.contains("set WEFT_SECRET_WEFT_UNIT_UNSET_ACCESS_KEY")
+                && e.contains("s3://b/"),
+            "{e}"
+        );
+        // empty selectors say nothing
+        let (r, _) = repos
+            .locate(&json!({"s3": s3(&[("accessKeySecret", json!({})), ("secretKeySecret", json!({"name": "", "key": ""}))])}))
+            .unwrap()
+            .unwrap();
+        assert!(r.describe().contains("s3://b/"), "{}", r.describe());
+        // Azure and GCS: their one key secret
+        let e = err(
+            "azure",
+            json!({"endpoint": "https://acct.blob.core.windows.net", "container": "c", "blob": "k",
+                   "accountKeySecret": sel("weft-unit-unset", "account-key")}),
+        );
+        assert!(
+            e.contains("azure://c/")
+                && e.contains("'accountKeySecret' names secret 'weft-unit-unset'")
+                && e.contains("WEFT_SECRET_WEFT_UNIT_UNSET_ACCOUNT_KEY"),
+            "{e}"
+        );
+        // useSDKCreds wins (as in Argo): the key secret is not read
+        assert!(
+            repos
+                .locate(
+                    &json!({"azure": {"endpoint": "https://acct.blob.core.windows.net",
+                    "container": "c", "blob": "k", "useSDKCreds": true,
+                    "accountKeySecret": sel("weft-unit-unset", "account-key")}})
+                )
+                .is_ok()
+        );
+        let e = err(
+            "gcs",
+            json!({"bucket": "gb", "key": "k", "serviceAccountKeySecret": sel("weft-unit-unset", "sa")}),
+        );
+        assert!(
+            e.contains("gs://gb/") && e.contains("WEFT_SECRET_WEFT_UNIT_UNSET_SA"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cached_repositories_tell_credentials_apart_without_holding_values_in_the_key() {
+        let o = |secret: &str| {
+            RepositoryOptions::S3(S3Options {
+                endpoint: Some("minio.local:9000".into()),
+                bucket: "b".into(),
+                access_key: Some("AK".into()),
+                secret_key: Some(Secret(secret.into())),
+                ..Default::default()
+            })
+        };
+        let (one, two) = (o("secret-one"), o("secret-two"));
+        assert_eq!(format!("{one:?}"), format!("{two:?}"));
+        assert_ne!(cache_key(&one), cache_key(&two));
+        assert_eq!(cache_key(&one), cache_key(&o("secret-one")));
+        assert!(!cache_key(&one).contains("secret-one"));
+        let rt = rt();
+        let repos = Repositories::new(
+            Arc::new(LocalRepository::new("/nonexistent")),
+            Some(rt.handle().clone()),
+        );
+        let a = repos.repo_for(&one).unwrap();
+        assert!(Arc::ptr_eq(&a, &repos.repo_for(&o("secret-one")).unwrap()));
+        assert!(!Arc::ptr_eq(&a, &repos.repo_for(&two).unwrap()));
+    }
+
     #[test]
     fn a_plugin_repository_grant_names_a_plain_repository() {
         use crate::config::{Grants, ObjectStoreGrant, PluginConfig, PluginKind};

@@ -12,6 +12,8 @@ pub mod object_store;
 mod process;
 mod secrets;
 
+pub use secrets::secret_env_var;
+
 use std::sync::Arc;
 
 use weft_bindings::driver::weft::plugin::types::{self, CapabilityError};
