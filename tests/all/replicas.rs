@@ -191,6 +191,7 @@ fn three_replicas_share_300_workflows_and_survive_a_kill() {
         .enable_all()
         .build()
         .unwrap();
+    let _alone = exclusive();
     rt.block_on(async {
         let Some((mut admin, url)) = pg_admin().await else {
             return;
@@ -350,6 +351,7 @@ fn a_replica_restarted_on_its_home_resumes_before_its_leases_expire() {
         .enable_all()
         .build()
         .unwrap();
+    let _alone = exclusive();
     rt.block_on(async {
         let Some((mut admin, url)) = pg_admin().await else {
             return;
@@ -452,6 +454,7 @@ fn a_stalled_replica_cancels_its_steps_when_it_finds_its_lease_lost() {
         .enable_all()
         .build()
         .unwrap();
+    let _alone = exclusive();
     rt.block_on(async {
         let Some((mut admin, url)) = pg_admin().await else {
             return;

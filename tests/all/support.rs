@@ -193,3 +193,12 @@ pub fn node<'a>(wf: &'a serde_json::Value, step: &str) -> &'a serde_json::Value 
         .find(|n| n["displayName"] == step)
         .unwrap_or_else(|| panic!("no node {step}: {wf:#}"))
 }
+
+/// Held by tests that must not overlap: the 10,000-watcher test loads both
+/// cores for ~20 s, and the replica tests use 3 s leases that such a load can
+/// starve (a replica stalled past its lease loses its workflows, and its
+/// steps run again elsewhere, which those tests count as a failure).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
