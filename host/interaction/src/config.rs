@@ -129,10 +129,9 @@ pub struct SecretRef {
 }
 
 impl SecretRef {
+    /// The same mapping as every other secret (`weft_drivers::host::secret_env_var`).
     pub fn env_var(&self) -> String {
-        format!("WEFT_SECRET_{}_{}", self.name, self.key)
-            .to_ascii_uppercase()
-            .replace(['-', '.'], "_")
+        weft_drivers::host::secret_env_var(&format!("{}.{}", self.name, self.key))
     }
 }
 
