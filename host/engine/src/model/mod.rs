@@ -93,10 +93,12 @@ impl WorkflowSpec {
     }
 }
 
-/// Workflow, WorkflowTemplate and ClusterWorkflowTemplate share this shape.
+/// The envelope every kind shares: `apiVersion`, `kind`, `metadata`, a
+/// kind's `spec`, `status`. [`Workflow`] and [`CronWorkflow`] are its two
+/// forms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct Workflow {
+pub struct Resource<Spec> {
     #[serde(default = "api_version")]
     pub api_version: String,
     #[serde(default)]
@@ -104,18 +106,21 @@ pub struct Workflow {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
-    pub spec: WorkflowSpec,
+    pub spec: Spec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+/// Workflow, WorkflowTemplate and ClusterWorkflowTemplate share this shape.
+pub type Workflow = Resource<WorkflowSpec>;
+
 fn api_version() -> String {
     API_VERSION.to_string()
 }
 
-impl Workflow {
+impl<Spec> Resource<Spec> {
     pub fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or("")
     }
@@ -164,19 +169,4 @@ impl CronWorkflowSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct CronWorkflow {
-    #[serde(default = "api_version")]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: CronWorkflowSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
+pub type CronWorkflow = Resource<CronWorkflowSpec>;
