@@ -12,7 +12,7 @@ use super::{
 };
 use crate::model::{
     AnyString, Arguments, LifecycleHook, NodeType, Outputs, Parameter, Phase, RetryStrategy,
-    Template, TemplateKind, WorkflowStep,
+    Synchronization, Template, TemplateKind, WorkflowStep,
 };
 use crate::runtime::OutcomePhase;
 
@@ -220,19 +220,9 @@ impl Machine {
             };
             let id = self.create_node(None, root.clone(), root.clone(), inv, None, None);
             let sync = self.wf.workflow.spec.synchronization.clone();
-            if let Some(sync) = sync {
-                let locks = self.lock_keys(&sync);
-                if !locks.is_empty() {
-                    let n = self.nodes.get_mut(&id).expect("created");
-                    n.waiting = Some(Waiting::Locks);
-                    n.locks = locks.clone();
-                    self.act(Action::Acquire {
-                        node: id.clone(),
-                        locks,
-                    });
-                    self.mark(&id);
-                    return;
-                }
+            if self.wait_for_locks(&id, sync.as_ref()) {
+                self.mark(&id);
+                return;
             }
             self.push(Work::Advance(id));
         } else {
@@ -786,18 +776,8 @@ impl Machine {
             });
             return;
         }
-        if let Some(sync) = sync {
-            let locks = self.lock_keys(&sync);
-            if !locks.is_empty() {
-                let n = self.nodes.get_mut(id).expect("exists");
-                n.waiting = Some(Waiting::Locks);
-                n.locks = locks.clone();
-                self.act(Action::Acquire {
-                    node: id.to_string(),
-                    locks,
-                });
-                return;
-            }
+        if self.wait_for_locks(id, sync.as_ref()) {
+            return;
         }
         self.after_locks(id);
     }
@@ -821,20 +801,30 @@ impl Machine {
         }
         self.mark(id);
         let sync = self.template_of(id).and_then(|t| t.synchronization.clone());
-        if let Some(sync) = sync {
-            let locks = self.lock_keys(&sync);
-            if !locks.is_empty() {
-                let n = self.nodes.get_mut(id).expect("exists");
-                n.waiting = Some(Waiting::Locks);
-                n.locks = locks.clone();
-                self.act(Action::Acquire {
-                    node: id.to_string(),
-                    locks,
-                });
-                return;
-            }
+        if self.wait_for_locks(id, sync.as_ref()) {
+            return;
         }
         self.after_locks(id);
+    }
+
+    /// Ask for `sync`'s locks for node `id`, which then waits for them; false
+    /// when it needs none.
+    fn wait_for_locks(&mut self, id: &str, sync: Option<&Synchronization>) -> bool {
+        let Some(sync) = sync else {
+            return false;
+        };
+        let locks = self.lock_keys(sync);
+        if locks.is_empty() {
+            return false;
+        }
+        let n = self.nodes.get_mut(id).expect("exists");
+        n.waiting = Some(Waiting::Locks);
+        n.locks = locks.clone();
+        self.act(Action::Acquire {
+            node: id.to_string(),
+            locks,
+        });
+        true
     }
 
     /// Locks held (or none needed): take a workflow parallelism slot and start.
@@ -887,7 +877,7 @@ impl Machine {
         }
     }
 
-    fn lock_keys(&self, sync: &crate::model::Synchronization) -> Vec<(String, u32)> {
+    fn lock_keys(&self, sync: &Synchronization) -> Vec<(String, u32)> {
         let ns = &self.wf.namespace;
         let mut out = Vec::new();
         for m in sync.all_mutexes() {
