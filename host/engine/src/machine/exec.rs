@@ -1489,13 +1489,8 @@ impl Machine {
                 return;
             }
             if !g.phase.is_ok() {
-                let msg = format!("child '{}' failed", g.id);
-                let phase = if g.phase == Phase::Error {
-                    Phase::Error
-                } else {
-                    Phase::Failed
-                };
-                self.finish(id, phase, Some(msg));
+                let (phase, message) = child_failure(g);
+                self.finish(id, phase, message);
                 return;
             }
         }
@@ -1747,30 +1742,30 @@ impl Machine {
 
     fn advance_group(&mut self, gid: &str) {
         let children = self.children_of(gid).to_vec();
-        if children.iter().any(|c| !self.settled(c)) {
+        let Some((phase, message)) = self.group_outcome(&children) else {
             return;
-        }
-        // Every child settled: the group fails if a child failed without continueOn.
-        let mut phase = Phase::Succeeded;
-        let mut message = None;
-        for c in &children {
-            let n = &self.nodes[c];
-            if !n.phase.is_ok() && !continues(n) {
-                phase = if n.phase == Phase::Error {
-                    Phase::Error
-                } else {
-                    Phase::Failed
-                };
-                message = Some(format!("child '{}' failed", n.id));
-                break;
-            }
-        }
+        };
         let steps_id = self.nodes[gid]
             .parent
             .clone()
             .expect("groups have a parent");
         self.finish(gid, phase, message);
         self.record_group(&steps_id, gid);
+    }
+
+    /// A group's phase and message once every child settled (None before):
+    /// it fails with the first child that failed without `continueOn`.
+    fn group_outcome(&self, children: &[NodeId]) -> Option<(Phase, Option<String>)> {
+        if children.iter().any(|c| !self.settled(c)) {
+            return None;
+        }
+        Some(
+            children
+                .iter()
+                .map(|c| &self.nodes[c])
+                .find(|n| !n.phase.is_ok() && !continues(n))
+                .map_or((Phase::Succeeded, None), child_failure),
+        )
     }
 
     /// Record `steps.<name>.*` for every step of a finished group.
@@ -2157,12 +2152,7 @@ impl Machine {
                 && !continues(n)
                 && !idx.failure_handled[i]
             {
-                phase = if n.phase == Phase::Error {
-                    Phase::Error
-                } else {
-                    Phase::Failed
-                };
-                message = Some(format!("child '{}' failed", n.id));
+                (phase, message) = child_failure(n);
                 break;
             }
         }
@@ -2379,23 +2369,9 @@ impl Machine {
 
     fn advance_taskgroup(&mut self, gid: &str) {
         let children = self.children_of(gid).to_vec();
-        if children.iter().any(|c| !self.settled(c)) {
+        let Some((phase, message)) = self.group_outcome(&children) else {
             return;
-        }
-        let mut phase = Phase::Succeeded;
-        let mut message = None;
-        for c in &children {
-            let n = &self.nodes[c];
-            if !n.phase.is_ok() && !continues(n) {
-                phase = if n.phase == Phase::Error {
-                    Phase::Error
-                } else {
-                    Phase::Failed
-                };
-                message = Some(format!("child '{}' failed", n.id));
-                break;
-            }
-        }
+        };
         let dag_id = self.nodes[gid]
             .parent
             .clone()
@@ -2416,6 +2392,17 @@ impl Machine {
             false,
         );
     }
+}
+
+/// How a parent fails for its failed child `n`: Error stays Error, anything
+/// else is Failed.
+fn child_failure(n: &Node) -> (Phase, Option<String>) {
+    let phase = if n.phase == Phase::Error {
+        Phase::Error
+    } else {
+        Phase::Failed
+    };
+    (phase, Some(format!("child '{}' failed", n.id)))
 }
 
 /// A failed node whose `continueOn` tolerates the failure.
