@@ -12,8 +12,8 @@ use weft_engine::runtime::{StateStore, WorkflowFilter, WorkflowRecord};
 
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult};
-use super::render::{fields_match, labels_match, load, parse_fields, parse_labels, summary};
-use super::workflows::{delete_workflow, is_done, resource_version};
+use super::render::{field_selector, fields_match, label_selector, labels_match, load, summary};
+use super::workflows::{delete_workflow, is_done, list_page};
 use super::{ApiState, JsonBody};
 
 pub fn routes() -> Router<ApiState> {
@@ -42,10 +42,7 @@ fn namespace_of(q: &HashMap<String, String>) -> ApiResult<String> {
     if let Some(ns) = q.get("namespace").filter(|n| !n.is_empty()) {
         return Ok(ns.clone());
     }
-    let fields = parse_fields(
-        q.get("listOptions.fieldSelector")
-            .map_or("", String::as_str),
-    )?;
+    let fields = field_selector(q)?;
     Ok(fields
         .iter()
         .find(|(k, eq, _)| k == "metadata.namespace" && *eq)
@@ -60,17 +57,11 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let ns = namespace_of(&q)?;
     caller.allow(&ns, Role::Read)?;
-    let labels = parse_labels(
-        q.get("listOptions.labelSelector")
-            .map_or("", String::as_str),
-    )?;
-    let fields: Vec<_> = parse_fields(
-        q.get("listOptions.fieldSelector")
-            .map_or("", String::as_str),
-    )?
-    .into_iter()
-    .filter(|(k, _, _)| k != "metadata.namespace")
-    .collect();
+    let labels = label_selector(&q)?;
+    let fields: Vec<_> = field_selector(&q)?
+        .into_iter()
+        .filter(|(k, _, _)| k != "metadata.namespace")
+        .collect();
     let limit: usize = q
         .get("listOptions.limit")
         .and_then(|l| l.parse().ok())
@@ -88,16 +79,7 @@ async fn list(
         .collect();
     let total = all.len();
     let items: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
-    let next = offset.saturating_add(limit);
-    let cont = if next < total {
-        next.to_string()
-    } else {
-        String::new()
-    };
-    Ok(Json(json!({
-        "metadata": {"continue": cont, "resourceVersion": resource_version()},
-        "items": items,
-    })))
+    Ok(Json(list_page(items, offset, limit, total)))
 }
 
 async fn by_uid(state: &ApiState, caller: &Caller, uid: &str) -> ApiResult<WorkflowRecord> {

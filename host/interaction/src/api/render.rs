@@ -1,6 +1,8 @@
 //! Workflows as the API shows them, and the list options Argo clients send:
 //! label selectors, field selectors and the `fields` projection.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 use weft_engine::runtime::{StateStore, WorkflowRecord, argo_workflow, stored_status};
 use weft_store::Store;
@@ -117,6 +119,21 @@ pub fn labels_match(reqs: &[Requirement], labels: &Value) -> bool {
         Requirement::Exists(k) => get(k).is_some(),
         Requirement::NotExists(k) => get(k).is_none(),
     })
+}
+
+/// A query-string option, `""` when absent.
+pub fn query_str<'a>(q: &'a HashMap<String, String>, key: &str) -> &'a str {
+    q.get(key).map_or("", String::as_str)
+}
+
+/// The query's `listOptions.labelSelector`, parsed (absent: no requirement).
+pub fn label_selector(q: &HashMap<String, String>) -> ApiResult<Vec<Requirement>> {
+    parse_labels(query_str(q, "listOptions.labelSelector"))
+}
+
+/// The query's `listOptions.fieldSelector`, parsed (absent: no requirement).
+pub fn field_selector(q: &HashMap<String, String>) -> ApiResult<Vec<(String, bool, String)>> {
+    parse_fields(query_str(q, "listOptions.fieldSelector"))
 }
 
 /// A field selector: `metadata.name=x,status.phase!=Running` (fields by dotted path).

@@ -29,7 +29,7 @@ use super::ApiState;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult};
 use super::render::{
-    Requirement, fields_match, labels_match, load, parse_fields, parse_labels, project, summary,
+    Requirement, field_selector, fields_match, label_selector, labels_match, load, project, summary,
 };
 use super::workflows::is_done;
 
@@ -173,14 +173,8 @@ async fn watch(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.allow(&ns, Role::Read)?;
-    let labels = parse_labels(
-        q.get("listOptions.labelSelector")
-            .map_or("", String::as_str),
-    )?;
-    let fields = parse_fields(
-        q.get("listOptions.fieldSelector")
-            .map_or("", String::as_str),
-    )?;
+    let labels = label_selector(&q)?;
+    let fields = field_selector(&q)?;
     let projection = q.get("fields").cloned().unwrap_or_default();
     let sse = wants_sse(&headers);
     // Subscribe before listing, so nothing between the two is missed.

@@ -17,7 +17,7 @@ use weft_engine::runtime::{
 
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult};
-use super::render::{labels_match, parse_labels};
+use super::render::{label_selector, labels_match};
 use super::workflows::lint_object;
 use super::{ApiState, JsonBody, text};
 
@@ -207,10 +207,7 @@ async fn list(
     Query(q): Q,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Read)?;
-    let labels = parse_labels(
-        q.get("listOptions.labelSelector")
-            .map_or("", String::as_str),
-    )?;
+    let labels = label_selector(&q)?;
     let items: Vec<Value> = state
         .store
         .list_templates(k.kind, if k.cluster { None } else { Some(&ns) })

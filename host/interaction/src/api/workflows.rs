@@ -19,7 +19,8 @@ use weft_engine::runtime::{
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult};
 use super::render::{
-    fields_match, labels_match, load, needs_nodes, parse_fields, parse_labels, project, summary,
+    field_selector, fields_match, label_selector, labels_match, load, needs_nodes, project,
+    query_str, summary,
 };
 use super::{ApiState, JsonBody, Located, key_values, text};
 
@@ -141,14 +142,8 @@ async fn list(
     Query(q): Params,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Read)?;
-    let labels = parse_labels(
-        q.get("listOptions.labelSelector")
-            .map_or("", String::as_str),
-    )?;
-    let fields = parse_fields(
-        q.get("listOptions.fieldSelector")
-            .map_or("", String::as_str),
-    )?;
+    let labels = label_selector(&q)?;
+    let fields = field_selector(&q)?;
     let limit: usize = match q.get("listOptions.limit").map(String::as_str) {
         None | Some("") | Some("0") => usize::MAX,
         Some(l) => l
@@ -198,20 +193,23 @@ async fn list(
             items.push(obj);
         }
     }
+    let out = list_page(items, offset, limit, total);
+    Ok(Json(project(out, query_str(&q, "fields"))))
+}
+
+/// A list answer: one page of `items` (from `offset`, at most `limit`, of
+/// `total` matches) with the `continue` token of the next page ("" on the last).
+pub fn list_page(items: Vec<Value>, offset: usize, limit: usize, total: usize) -> Value {
     let next = offset.saturating_add(limit);
     let cont = if next < total {
         next.to_string()
     } else {
         String::new()
     };
-    let out = json!({
+    json!({
         "metadata": {"continue": cont, "resourceVersion": resource_version()},
         "items": items,
-    });
-    Ok(Json(project(
-        out,
-        q.get("fields").map_or("", String::as_str),
-    )))
+    })
 }
 
 /// A resource version for list metadata (clients pass it back to `watch`; weft ignores it).
@@ -229,10 +227,7 @@ async fn get_one(
     let wf = load(&state.store, &ns, &name)
         .instrument(info_span!("api.get", workflow = %name, namespace = %ns))
         .await?;
-    Ok(Json(project(
-        wf,
-        q.get("fields").map_or("", String::as_str),
-    )))
+    Ok(Json(project(wf, query_str(&q, "fields"))))
 }
 
 async fn delete(
