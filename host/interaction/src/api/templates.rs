@@ -53,23 +53,8 @@ const CRON: Kind = Kind {
 type Q = Query<HashMap<String, String>>;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new()
-        // WorkflowTemplates
-        .route(
-            "/api/v1/workflow-templates/{ns}",
-            post(|s, c, Path(ns), b| create(s, c, WFT, ns, b))
-                .get(|s, c, Path(ns), q| list(s, c, WFT, ns, q)),
-        )
-        .route(
-            "/api/v1/workflow-templates/{ns}/lint",
-            post(|s, c, Path(ns), b| lint(s, c, WFT, ns, b)),
-        )
-        .route(
-            "/api/v1/workflow-templates/{ns}/{name}",
-            get(|s, c, Path((ns, n))| get_one(s, c, WFT, ns, n))
-                .put(|s, c, Path((ns, n)), b| update(s, c, WFT, ns, n, b))
-                .delete(|s, c, Path((ns, n))| delete(s, c, WFT, ns, n)),
-        )
+    let router = namespaced(Router::new(), "/api/v1/workflow-templates", WFT);
+    namespaced(router, "/api/v1/cron-workflows", CRON)
         // ClusterWorkflowTemplates
         .route(
             "/api/v1/cluster-workflow-templates",
@@ -86,22 +71,7 @@ pub fn routes() -> Router<ApiState> {
                 .put(|s, c, Path(n), b| update(s, c, CWFT, String::new(), n, b))
                 .delete(|s, c, Path(n)| delete(s, c, CWFT, String::new(), n)),
         )
-        // CronWorkflows
-        .route(
-            "/api/v1/cron-workflows/{ns}",
-            post(|s, c, Path(ns), b| create(s, c, CRON, ns, b))
-                .get(|s, c, Path(ns), q| list(s, c, CRON, ns, q)),
-        )
-        .route(
-            "/api/v1/cron-workflows/{ns}/lint",
-            post(|s, c, Path(ns), b| lint(s, c, CRON, ns, b)),
-        )
-        .route(
-            "/api/v1/cron-workflows/{ns}/{name}",
-            get(|s, c, Path((ns, n))| get_one(s, c, CRON, ns, n))
-                .put(|s, c, Path((ns, n)), b| update(s, c, CRON, ns, n, b))
-                .delete(|s, c, Path((ns, n))| delete(s, c, CRON, ns, n)),
-        )
+        // CronWorkflows' own actions
         .route(
             "/api/v1/cron-workflows/{ns}/{name}/suspend",
             put(|s, c, Path((ns, n))| set_suspend(s, c, ns, n, true)),
@@ -112,8 +82,34 @@ pub fn routes() -> Router<ApiState> {
         )
 }
 
-fn not_found(k: Kind, name: &str) -> ApiError {
-    ApiError::NotFound(format!("{}.argoproj.io \"{name}\" not found", k.plural))
+/// `base/{ns}` (create, list), `base/{ns}/lint` and `base/{ns}/{name}` (get,
+/// update, delete) of a namespaced kind.
+fn namespaced(router: Router<ApiState>, base: &str, k: Kind) -> Router<ApiState> {
+    router
+        .route(
+            &format!("{base}/{{ns}}"),
+            post(move |s, c, Path(ns), b| create(s, c, k, ns, b))
+                .get(move |s, c, Path(ns), q| list(s, c, k, ns, q)),
+        )
+        .route(
+            &format!("{base}/{{ns}}/lint"),
+            post(move |s, c, Path(ns), b| lint(s, c, k, ns, b)),
+        )
+        .route(
+            &format!("{base}/{{ns}}/{{name}}"),
+            get(move |s, c, Path((ns, n))| get_one(s, c, k, ns, n))
+                .put(move |s, c, Path((ns, n)), b| update(s, c, k, ns, n, b))
+                .delete(move |s, c, Path((ns, n))| delete(s, c, k, ns, n)),
+        )
+}
+
+/// The stored object, or Argo's not-found error.
+async fn stored(state: &ApiState, k: Kind, ns: &str, name: &str) -> ApiResult<TemplateRecord> {
+    state
+        .store
+        .get_template(k.kind, ns, name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{}.argoproj.io \"{name}\" not found", k.plural)))
 }
 
 /// The object of a request body, checked and completed (kind, namespace, name).
@@ -227,12 +223,7 @@ async fn get_one(
     name: String,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Read)?;
-    let t = state
-        .store
-        .get_template(k.kind, &ns, &name)
-        .await?
-        .ok_or_else(|| not_found(k, &name))?;
-    Ok(Json(t.body))
+    Ok(Json(stored(&state, k, &ns, &name).await?.body))
 }
 
 async fn update(
@@ -244,11 +235,7 @@ async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Admin)?;
-    let old = state
-        .store
-        .get_template(k.kind, &ns, &name)
-        .await?
-        .ok_or_else(|| not_found(k, &name))?;
+    let old = stored(&state, k, &ns, &name).await?;
     let mut obj = object_of(&state, k, &ns, &body).await?;
     if obj["metadata"]["name"] != json!(name) {
         return Err(ApiError::Invalid(format!(
@@ -271,14 +258,7 @@ async fn delete(
     name: String,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Admin)?;
-    if state
-        .store
-        .get_template(k.kind, &ns, &name)
-        .await?
-        .is_none()
-    {
-        return Err(not_found(k, &name));
-    }
+    stored(&state, k, &ns, &name).await?;
     state.store.delete_template(k.kind, &ns, &name).await?;
     Ok(Json(json!({})))
 }
@@ -302,12 +282,7 @@ async fn set_suspend(
     suspend: bool,
 ) -> ApiResult<Json<Value>> {
     caller.allow(&ns, Role::Submit)?;
-    let t = state
-        .store
-        .get_template(CRON.kind, &ns, &name)
-        .await?
-        .ok_or_else(|| not_found(CRON, &name))?;
-    let mut obj = t.body;
+    let mut obj = stored(&state, CRON, &ns, &name).await?.body;
     obj["spec"]["suspend"] = json!(suspend);
     put_obj(&state, CRON, &ns, &name, &obj).await?;
     Ok(Json(obj))
