@@ -1,13 +1,15 @@
 //! `weft list`, `get`, `logs`, `delete` against the store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
 use weft_engine::model::Phase;
-use weft_engine::runtime::{StateStore, WorkflowFilter, argo_workflow, stored_status};
+use weft_engine::runtime::{
+    LogLine, NodeRecord, StateStore, WorkflowFilter, WorkflowRecord, argo_workflow, stored_status,
+};
 use weft_store::Store;
 
 use super::{Invalid, Output};
@@ -125,6 +127,18 @@ fn print_value(v: &Value, out: Option<Output>) -> Result<()> {
     Ok(())
 }
 
+/// A stored workflow and its nodes, or the CLI's not-found error.
+pub async fn stored_workflow(
+    store: &Store,
+    ns: &str,
+    name: &str,
+) -> Result<(WorkflowRecord, Vec<NodeRecord>)> {
+    Ok(store
+        .load_workflow(ns, name)
+        .await?
+        .ok_or_else(|| Invalid(format!("workflow {name:?} not found in namespace {ns:?}")))?)
+}
+
 /// Print a stored workflow: Argo's JSON/YAML object, its name, or a summary with the node tree.
 pub async fn print_workflow(
     store: &Store,
@@ -132,10 +146,7 @@ pub async fn print_workflow(
     name: &str,
     out: Option<Output>,
 ) -> Result<()> {
-    let (rec, nodes) = store
-        .load_workflow(ns, name)
-        .await?
-        .ok_or_else(|| Invalid(format!("workflow {name:?} not found in namespace {ns:?}")))?;
+    let (rec, nodes) = stored_workflow(store, ns, name).await?;
     let status = stored_status(&rec, nodes)?;
     match out {
         Some(Output::Json | Output::Yaml) => print_value(&argo_workflow(&rec, status), out)?,
@@ -196,17 +207,8 @@ pub async fn get(config: Config, ns: &str, args: GetArgs) -> Result<u8> {
 
 pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
     let app = App::open(config).await?;
-    let (rec, nodes) = app
-        .store
-        .load_workflow(ns, &args.name)
-        .await?
-        .ok_or_else(|| {
-            Invalid(format!(
-                "workflow {:?} not found in namespace {ns:?}",
-                args.name
-            ))
-        })?;
-    let names: std::collections::HashMap<String, String> = nodes
+    let (rec, nodes) = stored_workflow(&app.store, ns, &args.name).await?;
+    let names: HashMap<String, String> = nodes
         .iter()
         .map(|n| {
             (
@@ -237,22 +239,8 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
     let mut seen_nodes = HashSet::new();
     loop {
         let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
-        for l in lines.iter().skip(printed) {
-            let who = names
-                .get(&l.node_id)
-                .cloned()
-                .unwrap_or_else(|| l.node_id.clone());
-            seen_nodes.insert(l.node_id.clone());
-            if args.timestamps {
-                println!(
-                    "{who}: {} {}",
-                    weft_engine::machine::rfc3339(l.ts_ms),
-                    l.line
-                );
-            } else {
-                println!("{who}: {}", l.line);
-            }
-        }
+        print_lines(lines.iter().skip(printed), &names, args.timestamps);
+        seen_nodes.extend(lines.iter().skip(printed).map(|l| l.node_id.clone()));
         printed = lines.len();
         if !args.follow {
             break;
@@ -265,18 +253,33 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
         if done {
             // one last read for lines flushed at the end
             let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
-            for l in lines.iter().skip(printed) {
-                let who = names
-                    .get(&l.node_id)
-                    .cloned()
-                    .unwrap_or_else(|| l.node_id.clone());
-                println!("{who}: {}", l.line);
-            }
+            // (these last lines have always been printed without timestamps)
+            print_lines(lines.iter().skip(printed), &names, false);
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(0)
+}
+
+/// Print log lines as `<node name>: [<time> ]<line>`.
+fn print_lines<'a>(
+    lines: impl Iterator<Item = &'a LogLine>,
+    names: &HashMap<String, String>,
+    timestamps: bool,
+) {
+    for l in lines {
+        let who = names.get(&l.node_id).unwrap_or(&l.node_id);
+        if timestamps {
+            println!(
+                "{who}: {} {}",
+                weft_engine::machine::rfc3339(l.ts_ms),
+                l.line
+            );
+        } else {
+            println!("{who}: {}", l.line);
+        }
+    }
 }
 
 pub async fn delete(config: Config, ns: &str, args: DeleteArgs) -> Result<u8> {

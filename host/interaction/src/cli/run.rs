@@ -10,6 +10,7 @@ use weft_engine::machine::Event;
 use weft_engine::model::{AnyString, Object, Parameter, Phase, Workflow, read_objects};
 use weft_engine::runtime::{StateStore, TemplateRecord};
 
+use super::query::stored_workflow;
 use super::{Invalid, Output};
 use crate::app::{App, send_control};
 use crate::config::Config;
@@ -226,16 +227,7 @@ pub fn exit_code(phase: Phase) -> u8 {
 
 pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
     let app = App::open(config).await?;
-    let (rec, _) = app
-        .store
-        .load_workflow(ns, &args.name)
-        .await?
-        .ok_or_else(|| {
-            Invalid(format!(
-                "workflow {:?} not found in namespace {ns:?}",
-                args.name
-            ))
-        })?;
+    let (rec, _) = stored_workflow(&app.store, ns, &args.name).await?;
     let mut params = serde_json::Map::new();
     for s in &args.set {
         let (k, v) = split_kv(s)?;
@@ -275,16 +267,7 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
 
 pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) -> Result<u8> {
     let app = App::open(config).await?;
-    let (rec, _) = app
-        .store
-        .load_workflow(ns, &args.name)
-        .await?
-        .ok_or_else(|| {
-            Invalid(format!(
-                "workflow {:?} not found in namespace {ns:?}",
-                args.name
-            ))
-        })?;
+    let (rec, _) = stored_workflow(&app.store, ns, &args.name).await?;
     if Phase::parse(&rec.phase).is_some_and(Phase::is_done) {
         println!("workflow {} already finished: {}", args.name, rec.phase);
         return Ok(0);
