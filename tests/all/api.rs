@@ -953,21 +953,11 @@ fn hera_venv() -> Option<std::path::PathBuf> {
         Ok(o) if o.status.success() => {}
         _ => return skip("python3 is not installed".into()),
     }
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return skip(format!("python3 -m venv failed: {}", stderr(&out)));
-    }
-    let out = Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "-r"])
-        .arg(&reqs)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return skip(format!("pip install failed: {}", stderr(&out)));
+    // `stamp` is written only after the install: until then it is not ready.
+    let _ = std::fs::remove_file(&stamp);
+    let pip = ["-r", reqs.to_str().unwrap()];
+    if let Err(e) = install_pinned(&venv, &stamp, Pinned::Pip(&pip)) {
+        return skip(e);
     }
     std::fs::write(&stamp, wanted).unwrap();
     Some(python)

@@ -126,25 +126,8 @@ fn componentize_py() -> PathBuf {
     locked("py", || {
         let venv = guests_dir().join(format!("py-componentize-py-{COMPONENTIZE_PY}"));
         let bin = venv.join("bin/componentize-py");
-        if bin.is_file() {
-            return bin;
-        }
-        let t0 = Instant::now();
-        let _ = std::fs::remove_dir_all(&venv); // a half-made one
-        run_ok(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "python3 -m venv",
-        );
-        run_ok(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("componentize-py=={COMPONENTIZE_PY}")),
-            "pip install componentize-py",
-        );
-        eprintln!(
-            "guests: installed componentize-py {COMPONENTIZE_PY} in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
+        let pin = format!("componentize-py=={COMPONENTIZE_PY}");
+        install_pinned(&venv, &bin, Pinned::Pip(&[&pin])).unwrap_or_else(|e| panic!("{e}"));
         bin
     })
 }
@@ -154,34 +137,8 @@ fn componentize_js() -> PathBuf {
     locked("js", || {
         let dir = guests_dir().join(format!("js-componentize-js-{COMPONENTIZE_JS}"));
         let bin = dir.join("node_modules/.bin/componentize-js");
-        if bin.is_file() {
-            return bin;
-        }
-        let t0 = Instant::now();
-        // install next to it, then rename: a killed install leaves no half directory
-        let tmp = guests_dir().join(format!(".js-install-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).unwrap();
-        std::fs::write(
-            tmp.join("package.json"),
-            "{\"private\": true, \"description\": \"weft test tools (tests/all/guests.rs)\"}\n",
-        )
-        .unwrap();
-        run_ok(
-            Command::new("npm")
-                .current_dir(&tmp)
-                .args(["install", "--no-audit", "--no-fund", "--save-exact"])
-                .arg(format!(
-                    "@bytecodealliance/componentize-js@{COMPONENTIZE_JS}"
-                )),
-            "npm install componentize-js",
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).unwrap();
-        eprintln!(
-            "guests: installed componentize-js {COMPONENTIZE_JS} in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
+        let pin = format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS}");
+        install_pinned(&dir, &bin, Pinned::Npm(&[&pin])).unwrap_or_else(|e| panic!("{e}"));
         bin
     })
 }

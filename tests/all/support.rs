@@ -202,3 +202,82 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// How [`install_pinned`] installs a tool pinned to one version.
+pub enum Pinned<'a> {
+    /// A Python venv made in place (scripts in a venv name its path, so it
+    /// cannot be moved; a half-made one is removed first), then
+    /// `python -m pip install <args>` into it.
+    Pip(&'a [&'a str]),
+    /// `npm install <packages>` (exact versions) in a scratch directory beside
+    /// the tool's, renamed into place: a killed install leaves no half directory.
+    Npm(&'a [&'a str]),
+}
+
+/// Install a pinned test tool into `dir` (under `target/`, named by its
+/// version) unless `ready`, a file the finished install has, exists. Err: the
+/// command that failed, with its output. Callers that run in parallel hold a
+/// lock around it.
+pub fn install_pinned(dir: &Path, ready: &Path, how: Pinned) -> Result<(), String> {
+    if ready.is_file() {
+        return Ok(());
+    }
+    let run = |cmd: &mut Command, what: &str| {
+        let out = cmd
+            .output()
+            .map_err(|e| format!("{what}: cannot start: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed ({}):\n{}\n{}",
+                out.status,
+                stdout(&out),
+                stderr(&out)
+            ))
+        }
+    };
+    let t0 = std::time::Instant::now();
+    match how {
+        Pinned::Pip(args) => {
+            let _ = std::fs::remove_dir_all(dir);
+            run(
+                Command::new("python3").arg("-m").arg("venv").arg(dir),
+                "python3 -m venv",
+            )?;
+            run(
+                Command::new(dir.join("bin/python"))
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .arg("--disable-pip-version-check")
+                    .args(args),
+                &format!("pip install {}", args.join(" ")),
+            )?;
+        }
+        Pinned::Npm(packages) => {
+            let name = dir.file_name().unwrap().to_string_lossy();
+            let tmp = dir.with_file_name(format!(".{name}-install-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            std::fs::write(
+                tmp.join("package.json"),
+                "{\"private\": true, \"description\": \"weft test tools (tests/all)\"}\n",
+            )
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            run(
+                Command::new("npm")
+                    .current_dir(&tmp)
+                    .args(["install", "--no-audit", "--no-fund", "--save-exact"])
+                    .args(packages),
+                &format!("npm install {}", packages.join(" ")),
+            )?;
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::rename(&tmp, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+    }
+    eprintln!(
+        "tests: installed {} in {:.1} s",
+        dir.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
