@@ -12,7 +12,7 @@ use weft_engine::runtime::{StateStore, TemplateRecord};
 
 use super::query::stored_workflow;
 use super::{Invalid, Output};
-use crate::app::{App, send_control};
+use crate::app::{App, Running, send_control};
 use crate::config::Config;
 use crate::progress;
 
@@ -238,16 +238,9 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
         super::query::print_workflow(&app.store, ns, &args.name, args.output).await?;
         return Ok(exit_code(Phase::parse(&rec.phase).unwrap_or(Phase::Error)));
     }
-    let running = app.start().await?;
-    if !running.own(&rec.uid).await? {
-        send_control(&app.store, ns, &args.name, &rec.uid, body).await?;
-        println!(
-            "workflow {} is run by another weft process; resume requested",
-            args.name
-        );
+    let Some(running) = adopt(&app, ns, &args.name, &rec.uid, &body, "resume").await? else {
         return Ok(0);
-    }
-    running.engine.adopt(ns, &args.name).await?;
+    };
     if let Some(ev) = crate::app::control_event(&body) {
         running.engine.control(ns, &args.name, ev).await?;
     }
@@ -265,6 +258,27 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
     Ok(exit_code(phase))
 }
 
+/// Start an engine that adopts workflow `name`. None when another weft
+/// process runs it: `body` is queued to that process instead (`action`
+/// requested, says the CLI).
+async fn adopt(
+    app: &App,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    body: &Value,
+    action: &str,
+) -> Result<Option<Running>> {
+    let running = app.start().await?;
+    if !running.own(uid).await? {
+        send_control(&app.store, ns, name, uid, body.clone()).await?;
+        println!("workflow {name} is run by another weft process; {action} requested");
+        return Ok(None);
+    }
+    running.engine.adopt(ns, name).await?;
+    Ok(Some(running))
+}
+
 pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) -> Result<u8> {
     let app = App::open(config).await?;
     let (rec, _) = stored_workflow(&app.store, ns, &args.name).await?;
@@ -273,16 +287,9 @@ pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) 
         return Ok(0);
     }
     let body = json!({"action": action});
-    let running = app.start().await?;
-    if !running.own(&rec.uid).await? {
-        send_control(&app.store, ns, &args.name, &rec.uid, body).await?;
-        println!(
-            "workflow {} is run by another weft process; {action} requested",
-            args.name
-        );
+    let Some(running) = adopt(&app, ns, &args.name, &rec.uid, &body, action).await? else {
         return Ok(0);
-    }
-    running.engine.adopt(ns, &args.name).await?;
+    };
     let ev = match action {
         "terminate" => Event::Shutdown {
             terminate: true,
