@@ -102,3 +102,43 @@ fn lint_reports_file_line_and_json() {
     let v = json(&out);
     assert_eq!(v[0]["line"], 9);
 }
+
+/// `weft logs NAME -f --timestamps` while the workflow runs: every line,
+/// those written after the follow began included, carries its timestamp, and
+/// the command returns once the workflow is done.
+#[test]
+fn logs_follow_prints_timestamps_until_the_workflow_ends() {
+    let home = Home::new();
+    let wf = home.path().join("slow.yaml");
+    std::fs::write(
+        &wf,
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: slow}\nspec:\n  entrypoint: main\n  templates:\n  - name: main\n    script: {image: busybox, command: [sh], source: 'echo one; sleep 1; echo two; sleep 0.3; echo three'}\n",
+    )
+    .unwrap();
+    let mut run = home
+        .cmd()
+        .args(["run", wf.to_str().unwrap(), "-o", "name"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !stdout(&home.run(&["list"])).contains("slow") {
+        assert!(t0.elapsed().as_secs() < 30, "the workflow never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = home.run(&["logs", "slow", "-f", "--timestamps"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(run.wait().unwrap().success());
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let said: Vec<&str> = lines.iter().filter_map(|l| l.rsplit(' ').next()).collect();
+    assert_eq!(said, ["one", "two", "three"], "{text}");
+    for l in &lines {
+        // `<node>: <RFC 3339 time> <line>`
+        let ts = l.split(' ').nth(1).unwrap_or_default();
+        assert!(
+            ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T'),
+            "no timestamp in {l:?}:\n{text}"
+        );
+    }
+}

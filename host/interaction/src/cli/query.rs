@@ -253,8 +253,7 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
         if done {
             // one last read for lines flushed at the end
             let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
-            // (these last lines have always been printed without timestamps)
-            print_lines(lines.iter().skip(printed), &names, false);
+            print_lines(lines.iter().skip(printed), &names, args.timestamps);
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
