@@ -146,6 +146,20 @@ impl Collector {
         name: &str,
         trigger: Trigger,
     ) -> Result<Report, GcError> {
+        // Most completions have nothing to collect: decide that from the row
+        // alone, before loading every node (O(nodes) of memory and time).
+        if trigger == Trigger::Completion {
+            match self.store.get_workflow(ns, name).await? {
+                None => return Ok(Report::default()),
+                Some(rec)
+                    if !Phase::parse(&rec.phase).is_some_and(Phase::is_done)
+                        || !pending_completion(&rec) =>
+                {
+                    return Ok(Report::default());
+                }
+                Some(_) => {}
+            }
+        }
         let Some((mut rec, mut nodes)) = self.store.load_workflow(ns, name).await? else {
             return Ok(Report::default());
         };

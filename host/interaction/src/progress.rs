@@ -81,26 +81,20 @@ pub async fn watch(
     }
 }
 
-/// The current phase: the engine's live state, or the store's once it is done.
-/// O(nodes): call it rarely.
+/// The current phase: the engine's, or the store's once it is done. O(1).
 async fn current_phase(engine: &Engine, store: &Store, ns: &str, name: &str) -> Result<Phase> {
-    let status = match engine.live_status(ns, name).await {
-        Some(s) => s,
-        None => match store.load_workflow(ns, name).await? {
-            Some((rec, nodes)) => stored_status(&rec, nodes)?,
-            None => anyhow::bail!("workflow {name:?} vanished"),
-        },
-    };
-    Ok(status
-        .get("phase")
-        .and_then(Value::as_str)
-        .and_then(Phase::parse)
-        .unwrap_or(Phase::Pending))
+    if let Some(p) = engine.live_phase(ns, name).await {
+        return Ok(p);
+    }
+    match store.get_workflow(ns, name).await? {
+        Some(rec) => Ok(Phase::parse(&rec.phase).unwrap_or(Phase::Pending)),
+        None => anyhow::bail!("workflow {name:?} vanished"),
+    }
 }
 
 /// Wait for the final phase without a snapshot of every node per engine turn
 /// (that costs O(nodes) each time, which dominates big workflows): the engine's
-/// updates carry the phase. The full state is read once at the start, after a
+/// updates carry the phase. The phase alone is read at the start, after a
 /// quiet second, and when updates were lost.
 async fn wait_quietly(engine: &Engine, store: &Store, ns: &str, name: &str) -> Result<Phase> {
     use tokio::sync::broadcast::error::RecvError;

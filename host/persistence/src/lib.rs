@@ -233,6 +233,15 @@ impl StateStore for Store {
         Ok(found)
     }
 
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn get_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        Ok(self.inner.db.get_workflow(namespace, name).await?)
+    }
+
     #[instrument(skip_all, err, fields(namespace = ?filter.namespace, phases = ?filter.phases, labels = ?filter.labels, limit = ?filter.limit))]
     async fn list_workflows(
         &self,

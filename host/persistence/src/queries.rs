@@ -514,6 +514,27 @@ impl Db {
         })
     }
 
+    /// A workflow's row without its nodes.
+    pub(crate) async fn get_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<WorkflowRecord>, Error> {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE namespace = $1 AND name = $2")
+        });
+        let wf: Option<WorkflowRow> = on_pool!(self, reader, |pool| {
+            sqlx::query_as(sql.as_str())
+                .bind(namespace)
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+                .ctx("get_workflow: select from workflows")?
+        });
+        Ok(wf.map(Into::into))
+    }
+
     pub(crate) async fn list_workflows(
         &self,
         filter: &WorkflowFilter,

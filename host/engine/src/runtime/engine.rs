@@ -131,6 +131,11 @@ enum Msg {
         name: String,
         reply: oneshot::Sender<Option<Value>>,
     },
+    Phase {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<Option<Phase>>,
+    },
     Control {
         namespace: String,
         name: String,
@@ -361,11 +366,26 @@ impl Engine {
         rx.await.ok().flatten()
     }
 
+    /// The phase of a workflow the engine is running (None if not in memory):
+    /// O(1), where [`live_status`](Self::live_status) renders every node.
+    pub async fn live_phase(&self, namespace: &str, name: &str) -> Option<Phase> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Phase {
+                namespace: namespace.into(),
+                name: name.into(),
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
     /// Wait until the workflow reaches a final phase.
     pub async fn wait(&self, namespace: &str, name: &str) -> Result<Phase, EngineError> {
         let mut rx = self.subscribe();
         loop {
-            if let Some((rec, _)) = self.store.load_workflow(namespace, name).await?
+            if let Some(rec) = self.store.get_workflow(namespace, name).await?
                 && let Some(p) = Phase::parse(&rec.phase)
                 && p.is_done()
             {
@@ -640,6 +660,18 @@ impl Owner {
                     .and_then(|uid| self.machines.get(uid))
                     .map(Machine::argo_status);
                 let _ = reply.send(v);
+            }
+            Msg::Phase {
+                namespace,
+                name,
+                reply,
+            } => {
+                let p = self
+                    .by_name
+                    .get(&(namespace, name))
+                    .and_then(|uid| self.machines.get(uid))
+                    .map(Machine::phase);
+                let _ = reply.send(p);
             }
         }
     }

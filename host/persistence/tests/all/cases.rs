@@ -141,6 +141,13 @@ pub async fn commit_and_load_1000_nodes(h: &Harness) {
     let (loaded, nodes) = store.load_workflow("ns", "big").await.unwrap().unwrap();
     assert_eq!(loaded, wf);
     assert_eq!(nodes.len(), 1005);
+    // The row alone (no nodes) is the same record.
+    assert_eq!(
+        store.get_workflow("ns", "big").await.unwrap(),
+        Some(wf.clone())
+    );
+    assert_eq!(store.get_workflow("ns", "nope").await.unwrap(), None);
+    assert_eq!(store.get_workflow("other", "big").await.unwrap(), None);
     assert_eq!(nodes[3], node(3, "Succeeded"));
     assert_eq!(nodes[500], node(500, "Running"));
     assert_eq!(nodes[1004], node(1004, "Pending"));
