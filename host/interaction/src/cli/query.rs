@@ -146,11 +146,20 @@ pub async fn print_workflow(
     name: &str,
     out: Option<Output>,
 ) -> Result<()> {
+    if out == Some(Output::Name) {
+        // The row alone: a 10,000-node workflow's nodes are ~100 MB of JSON.
+        let rec = store
+            .get_workflow(ns, name)
+            .await?
+            .ok_or_else(|| Invalid(format!("workflow {name:?} not found in namespace {ns:?}")))?;
+        println!("{}", rec.name);
+        return Ok(());
+    }
     let (rec, nodes) = stored_workflow(store, ns, name).await?;
     let status = stored_status(&rec, nodes)?;
     match out {
         Some(Output::Json | Output::Yaml) => print_value(&argo_workflow(&rec, status), out)?,
-        Some(Output::Name) => println!("{}", rec.name),
+        Some(Output::Name) => unreachable!("printed above"),
         _ => {
             println!("Name:                {}", rec.name);
             println!("Namespace:           {}", rec.namespace);
