@@ -389,7 +389,29 @@ spec:
         r.display()
     );
     let home = Home::new();
-    let (code, wf) = run_file(&home, "git-in.yaml", &yaml);
+    // By default a repository on the engine's own disk is refused: the clone
+    // runs outside the step's sandbox, which cannot see that disk.
+    let (code, refused) = run_file(&home, "git-in.yaml", &yaml);
+    assert_eq!(code, Some(1), "{refused:#}");
+    let msg = node(&refused, "use")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("'old'")
+            && msg.contains("engine's own filesystem")
+            && msg.contains("WEFT_GIT_ALLOW_LOCAL_REPOS=1"),
+        "{msg}"
+    );
+    // Allowed for this weft process:
+    let f = home.file("git-in.yaml", &yaml);
+    let out = home
+        .cmd()
+        .env("WEFT_GIT_ALLOW_LOCAL_REPOS", "1")
+        .args(["run", f.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    let (code, wf) = (out.status.code(), json(&out));
     assert_eq!(code, Some(0), "{wf:#}");
     let used = node(&wf, "use");
     assert_eq!(used["phase"], "Succeeded", "{used:#}");

@@ -34,7 +34,10 @@
 //!   `$WEFT_GIT_PASSWORD`, variables set only in that git child's
 //!   environment — never in argv (visible in `/proc`) or the URL, and cut
 //!   from any message git prints. `sshPrivateKeySecret` is refused, not
-//!   ignored.
+//!   ignored. A repository on the engine's own filesystem (`file://…` or a
+//!   path) is refused, and so is the `file` transport for submodules: the
+//!   clone runs outside the step's sandbox, so it would read what the step
+//!   cannot. `WEFT_GIT_ALLOW_LOCAL_REPOS=1` in weft's environment allows it.
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -259,6 +262,30 @@ struct Git<'a> {
     credentials: Option<(SecretSelector, SecretSelector)>,
 }
 
+/// Set to `1` to let git artifacts name repositories on the engine's own
+/// filesystem (`file://…` or a path).
+pub const ALLOW_LOCAL_REPOS_VAR: &str = "WEFT_GIT_ALLOW_LOCAL_REPOS";
+
+/// A repository on the engine's own filesystem: `file://…`, or what git
+/// takes for a path (no `scheme://`, and no `host:` before the first `/`, which
+/// would be scp-like ssh). The host clones it, so a workflow could read any
+/// repository on the engine's machine, which its steps' sandbox cannot see:
+/// refused unless [`ALLOW_LOCAL_REPOS_VAR`] is `1` (as in Argo, where the clone
+/// runs in the pod and sees nothing of the node's disk).
+fn is_local_repo(repo: &str) -> bool {
+    if let Some((scheme, _)) = repo.split_once("://") {
+        return scheme.eq_ignore_ascii_case("file");
+    }
+    let colon = repo.find(':');
+    let slash = repo.find('/');
+    !matches!((colon, slash), (Some(c), Some(s)) if c < s)
+        && !matches!((colon, slash), (Some(_), None))
+}
+
+fn local_repos_allowed() -> bool {
+    std::env::var(ALLOW_LOCAL_REPOS_VAR).is_ok_and(|v| v == "1")
+}
+
 fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
     let repo = str_field(loc, "repo").ok_or_else(|| unsupported("git location without a repo"))?;
     let shown = shown_repo(repo);
@@ -336,6 +363,14 @@ fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
             )));
         }
     }
+    if is_local_repo(repo) && !local_repos_allowed() {
+        return Err(unsupported(format!(
+            "git {}: a repository on the engine's own filesystem is refused (the clone runs \
+             outside the step's sandbox); use a remote URL, or set {ALLOW_LOCAL_REPOS_VAR}=1 for \
+             the weft process to allow it",
+            shown_repo(repo)
+        )));
+    }
     Ok(g)
 }
 
@@ -403,6 +438,10 @@ impl GitRun<'_> {
             "-c",
             "advice.detachedHead=false",
         ]);
+        if !local_repos_allowed() {
+            // submodules too may not point at the engine's disk
+            c.args(["-c", "protocol.file.allow=never"]);
+        }
         if let Some(cr) = &self.credentials {
             c.arg("-c")
                 .arg(format!(
@@ -626,16 +665,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("may not start with '-'"), "{e}");
-        let e = parse_git(&json!({"repo": "r", "revision": "--orphan"}))
+        let e = parse_git(&json!({"repo": "https://h.example/r", "revision": "--orphan"}))
             .unwrap_err()
             .to_string();
         assert!(e.contains("revision"), "{e}");
-        let e = parse_git(&json!({"repo": "r", "singleBranch": true}))
+        let e = parse_git(&json!({"repo": "https://h.example/r", "singleBranch": true}))
             .unwrap_err()
             .to_string();
         assert!(e.contains("singleBranch needs a branch"), "{e}");
         // empty secret selectors say nothing
-        let loc = json!({"repo": "r", "passwordSecret": {}, "depth": 2});
+        let loc = json!({"repo": "https://h.example/r", "passwordSecret": {}, "depth": 2});
         let g = parse_git(&loc).unwrap();
         assert_eq!(g.depth, Some(2));
         assert!(g.credentials.is_none());
@@ -680,6 +719,30 @@ mod tests {
     /// The credentials reach git through the scoped helper and the child's
     /// environment, never argv: asked with `git credential fill`, the real
     /// git gets them for the repository's host and nothing for another.
+    #[test]
+    fn local_repositories_are_told_from_remote_ones() {
+        for local in [
+            "file:///srv/r.git",
+            "FILE:///srv/r.git",
+            "/srv/r.git",
+            "./r",
+            "../r.git",
+            "r",
+            "dir/r.git",
+        ] {
+            assert!(is_local_repo(local), "{local}");
+        }
+        for remote in [
+            "https://h.example/r.git",
+            "ssh://git@h.example/r.git",
+            "git://h.example/r",
+            "git@github.com:org/r.git",
+            "h.example:r.git",
+        ] {
+            assert!(!is_local_repo(remote), "{remote}");
+        }
+    }
+
     #[test]
     fn git_credentials_are_in_the_childs_environment_not_argv() {
         let home = tempfile::tempdir().unwrap();
