@@ -399,6 +399,28 @@ fn downloads(url: &str, wf: &Value) {
             assert_eq!(s, 404, "{dir}: {}", text(&b));
         }
     }
+    // A node's inputs, where they were taken from: `d` is make's `kept`
+    // (a tgz, GC Never), `ext` an object nobody in this workflow made.
+    let used = node(wf, "use")["id"].as_str().unwrap();
+    let (s, _, b) = http(
+        "GET",
+        &format!("{url}/input-artifacts/default/{name}/{used}/d"),
+        None,
+    );
+    assert_eq!(s, 200, "{}", text(&b));
+    assert_eq!(&b[..2], &[0x1f, 0x8b], "not the stored tgz of make's kept");
+    let (s, _, b) = http(
+        "GET",
+        &format!("{url}/input-artifacts-by-uid/{uid}/{used}/ext"),
+        None,
+    );
+    assert_eq!((s, text(&b).as_str()), (200, "external"));
+    let (s, _, b) = http(
+        "GET",
+        &format!("{url}/artifact-files/default/workflows/{name}/{used}/inputs/d/sub/b.txt"),
+        None,
+    );
+    assert_eq!((s, text(&b).as_str()), (200, "B\n"));
     // 404s in Argo's shape: unknown workflow, node, artifact; collected by GC
     let not_found = |path: &str, says: &str| {
         let (s, v) = call("GET", &format!("{url}{path}"), None);
@@ -422,6 +444,10 @@ fn downloads(url: &str, wf: &Value) {
     not_found(
         &format!("/artifacts/default/{name}/{make}/done"),
         "artifact GC",
+    );
+    not_found(
+        &format!("/input-artifacts/default/{name}/{used}/later"),
+        "not found in the inputs",
     );
     not_found(
         &format!("/artifact-files/default/workflows/{name}/{make}/outputs/rawdir/a.txt"),

@@ -1,10 +1,12 @@
 //! Argo Server's artifact downloads (outside `/api/v1`, as in Argo):
 //!
 //! - `GET /artifacts/{namespace}/{workflow}/{nodeId}/{artifact}` and
-//!   `/artifacts-by-uid/{uid}/{nodeId}/{artifact}`: the stored object as is
+//!   `/artifacts-by-uid/{uid}/{nodeId}/{artifact}` (a node's outputs), and
+//!   `/input-artifacts/…`, `/input-artifacts-by-uid/…` (its inputs, where
+//!   they were taken from): the stored object as is
 //!   (the `.tgz` of a default artifact, the raw file with `archive: none`),
 //!   with `Content-Disposition: attachment; filename="<basename of the key>"`;
-//! - `GET /artifact-files/{namespace}/workflows/{workflow}/{nodeId}/outputs/{artifact}[/{path}]`
+//! - `GET /artifact-files/{namespace}/workflows/{workflow}/{nodeId}/{outputs|inputs}/{artifact}[/{path}]`
 //!   (`workflow` is accepted too, and `archived-workflows/{uid}`): a file
 //!   *inside* the artifact — the single file of a tgz, or `path` within its
 //!   directory, or a file under an `archive: none` directory's key — and an
@@ -44,6 +46,14 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/artifacts/{ns}/{name}/{node}/{artifact}", get(by_name))
         .route("/artifacts-by-uid/{uid}/{node}/{artifact}", get(by_uid))
+        .route(
+            "/input-artifacts/{ns}/{name}/{node}/{artifact}",
+            get(inputs_by_name),
+        )
+        .route(
+            "/input-artifacts-by-uid/{uid}/{node}/{artifact}",
+            get(inputs_by_uid),
+        )
         .route(FILES, get(file_root))
         .route(&format!("{FILES}/"), get(file_root_slash))
         .route(&format!("{FILES}/{{*path}}"), get(file))
@@ -180,12 +190,30 @@ async fn find_uid(
     by_ns_name(state, &rec.namespace, &rec.name).await
 }
 
-/// The output artifact `artifact` of node `node`: 404 for an unknown node or
+/// Which of a node's artifacts a URL names.
+#[derive(Clone, Copy, PartialEq)]
+enum Io {
+    Outputs,
+    /// As the node received them: `from` already resolved to the producer's location.
+    Inputs,
+}
+
+impl Io {
+    fn field(self) -> &'static str {
+        match self {
+            Io::Outputs => "outputs",
+            Io::Inputs => "inputs",
+        }
+    }
+}
+
+/// The `io` artifact `artifact` of node `node`: 404 for an unknown node or
 /// artifact, or one artifact GC deleted.
-fn output_of(
+fn artifact_of(
     rec: &WorkflowRecord,
     nodes: &[NodeRecord],
     node: &str,
+    io: Io,
     artifact: &str,
 ) -> ApiResult<Value> {
     let n = nodes.iter().find(|n| n.node_id == node).ok_or_else(|| {
@@ -194,14 +222,15 @@ fn output_of(
             rec.name
         ))
     })?;
-    let a = n.data["outputs"]["artifacts"]
+    let a = n.data[io.field()]["artifacts"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|a| a["name"] == json!(artifact))
         .ok_or_else(|| {
             ApiError::NotFound(format!(
-                "artifact {artifact:?} not found in the outputs of node {node:?} of workflow {:?}",
+                "artifact {artifact:?} not found in the {} of node {node:?} of workflow {:?}",
+                io.field(),
                 rec.name
             ))
         })?;
@@ -274,13 +303,30 @@ fn raw_object(
 async fn by_name(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((ns, name, node, artifact)): Path<(String, String, String, String)>,
+    Path(p): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    named(state, caller, p, Io::Outputs).await
+}
+
+async fn inputs_by_name(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(p): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    named(state, caller, p, Io::Inputs).await
+}
+
+async fn named(
+    state: ApiState,
+    caller: Caller,
+    (ns, name, node, artifact): (String, String, String, String),
+    io: Io,
 ) -> ApiResult<Response> {
     caller.allow(&ns, Role::Read)?;
-    let span = info_span!("api.artifact", workflow = %name, namespace = %ns, node = %node, artifact = %artifact);
+    let span = info_span!("api.artifact", workflow = %name, namespace = %ns, node = %node, artifact = %artifact, io = io.field());
     async {
         let (rec, nodes) = by_ns_name(&state, &ns, &name).await?;
-        let a = output_of(&rec, &nodes, &node, &artifact)?;
+        let a = artifact_of(&rec, &nodes, &node, io, &artifact)?;
         serve(
             String::new(),
             raw_object(state.running.gc.repositories().clone(), a),
@@ -294,10 +340,27 @@ async fn by_name(
 async fn by_uid(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((uid, node, artifact)): Path<(String, String, String)>,
+    Path(p): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    of_uid(state, caller, p, Io::Outputs).await
+}
+
+async fn inputs_by_uid(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(p): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    of_uid(state, caller, p, Io::Inputs).await
+}
+
+async fn of_uid(
+    state: ApiState,
+    caller: Caller,
+    (uid, node, artifact): (String, String, String),
+    io: Io,
 ) -> ApiResult<Response> {
     let (rec, nodes) = find_uid(&state, &caller, None, &uid).await?;
-    let a = output_of(&rec, &nodes, &node, &artifact)?;
+    let a = artifact_of(&rec, &nodes, &node, io, &artifact)?;
     serve(
         String::new(),
         raw_object(state.running.gc.repositories().clone(), a),
@@ -352,11 +415,15 @@ async fn artifact_file(
     path: String,
     slash: bool,
 ) -> ApiResult<Response> {
-    if io != "outputs" {
-        return Err(ApiError::NotFound(format!(
-            "artifact-files serves outputs, not {io:?}"
-        )));
-    }
+    let io = match io.as_str() {
+        "outputs" => Io::Outputs,
+        "inputs" => Io::Inputs,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "artifact-files serves inputs and outputs, not {other:?}"
+            )));
+        }
+    };
     let (rec, nodes) = match kind.as_str() {
         "workflow" | "workflows" => {
             caller.allow(&ns, Role::Read)?;
@@ -369,7 +436,7 @@ async fn artifact_file(
             )));
         }
     };
-    let a = output_of(&rec, &nodes, &node, &artifact)?;
+    let a = artifact_of(&rec, &nodes, &node, io, &artifact)?;
     let repos = state.running.gc.repositories().clone();
     let url = uri.path().trim_end_matches('/').to_string();
     let span = info_span!("api.artifact_file", workflow = %rec.name, namespace = %rec.namespace, node = %node, artifact = %artifact);
