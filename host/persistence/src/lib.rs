@@ -369,6 +369,20 @@ impl StateStore for Store {
         Ok(self.inner.db.logs(workflow_uid, node_id).await?)
     }
 
+    #[instrument(skip(self), err, fields(uid = %workflow_uid))]
+    async fn logs_after(
+        &self,
+        workflow_uid: &str,
+        node_id: Option<&str>,
+        after: i64,
+    ) -> Result<Vec<(i64, LogLine)>, StoreError> {
+        Ok(self
+            .inner
+            .db
+            .logs_after(workflow_uid, node_id, after)
+            .await?)
+    }
+
     #[instrument(skip_all, err, fields(uid = lines.first().map(|l| l.workflow_uid.as_str()), lines = lines.len()))]
     async fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
         Ok(self.inner.db.append_logs(lines).await?)

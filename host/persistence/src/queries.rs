@@ -77,6 +77,13 @@ struct LogRow {
     line: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct LogRowWithId {
+    id: i64,
+    #[sqlx(flatten)]
+    row: LogRow,
+}
+
 impl TryFrom<LogRow> for LogLine {
     type Error = Error;
 
@@ -840,6 +847,31 @@ impl Db {
                 .ctx("logs: select from logs")?
         });
         rows.into_iter().map(LogLine::try_from).collect()
+    }
+
+    /// The lines stored after row `after` (0: all), in the order they were
+    /// stored, each with its row id: a cursor for following a log.
+    pub(crate) async fn logs_after(
+        &self,
+        workflow_uid: &str,
+        node_id: Option<&str>,
+        after: i64,
+    ) -> Result<Vec<(i64, LogLine)>, Error> {
+        const SQL: &str = "SELECT id, workflow_uid, node_id, attempt, stream, ts_ms, line FROM logs \
+             WHERE workflow_uid = $1 AND id > $3 AND (CAST($2 AS TEXT) IS NULL OR node_id = $2) \
+             ORDER BY id";
+        let rows: Vec<LogRowWithId> = on_pool!(self, reader, |pool| {
+            sqlx::query_as(SQL)
+                .bind(workflow_uid)
+                .bind(node_id)
+                .bind(after)
+                .fetch_all(pool)
+                .await
+                .ctx("logs_after: select from logs")?
+        });
+        rows.into_iter()
+            .map(|r| Ok((r.id, LogLine::try_from(r.row)?)))
+            .collect()
     }
 
     pub(crate) async fn append_logs(&self, lines: &[LogLine]) -> Result<(), Error> {

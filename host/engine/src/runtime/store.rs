@@ -217,6 +217,14 @@ pub trait StateStore: Send + Sync {
         workflow_uid: &str,
         node_id: Option<&str>,
     ) -> Result<Vec<LogLine>, StoreError>;
+    /// The lines stored after row `after` (0: from the first), in the order
+    /// they were stored, each with its row id — a cursor for following a log.
+    async fn logs_after(
+        &self,
+        workflow_uid: &str,
+        node_id: Option<&str>,
+        after: i64,
+    ) -> Result<Vec<(i64, LogLine)>, StoreError>;
     /// Append log lines (the batched path behind a LogSink lands here).
     async fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
 }

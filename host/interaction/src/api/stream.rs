@@ -285,7 +285,8 @@ struct Tail {
     uid: String,
     node: Option<String>,
     names: HashMap<String, String>,
-    printed: usize,
+    /// Row id of the last line sent.
+    after: i64,
     follow: bool,
     finished: bool,
     grep: Option<regex::Regex>,
@@ -349,7 +350,7 @@ async fn stream_logs(
         uid: rec.uid,
         node,
         names,
-        printed: 0,
+        after: 0,
         follow,
         // Steps only log from their main container.
         finished: container != "main",
@@ -361,10 +362,18 @@ async fn stream_logs(
             if t.finished || t.stop.is_cancelled() {
                 return None;
             }
-            let lines = t.store.logs(&t.uid, t.node.as_deref()).await.ok()?;
-            if lines.len() > t.printed {
+            // Lines stored after the last one sent (a row-id cursor: nothing
+            // lost or sent twice when lines arrive late, and a poll reads only
+            // what is new).
+            let lines = t
+                .store
+                .logs_after(&t.uid, t.node.as_deref(), t.after)
+                .await
+                .ok()?;
+            if let Some((id, _)) = lines.last() {
+                t.after = *id;
                 let mut out = Vec::new();
-                for l in &lines[t.printed..] {
+                for (_, l) in &lines {
                     if t.grep.as_ref().is_some_and(|g| !g.is_match(&l.line)) {
                         continue;
                     }
@@ -372,7 +381,6 @@ async fn stream_logs(
                     let v = json!({"result": {"content": l.line, "podName": pod}});
                     out.extend_from_slice(&frame(&v, t.sse));
                 }
-                t.printed = lines.len();
                 if !out.is_empty() {
                     return Some((Ok::<_, Infallible>(Bytes::from(out)), t));
                 }
@@ -383,11 +391,11 @@ async fn stream_logs(
             }
             let done = t
                 .store
-                .load_workflow(&t.ns, &t.name)
+                .get_workflow(&t.ns, &t.name)
                 .await
                 .ok()
                 .flatten()
-                .is_none_or(|(r, _)| is_done(&r.phase));
+                .is_none_or(|r| is_done(&r.phase));
             if done {
                 // one last read, after flushing the lines of the last steps
                 t.follow = false;

@@ -1,6 +1,6 @@
 //! `weft list`, `get`, `logs`, `delete` against the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -244,28 +244,37 @@ pub async fn logs(config: Config, ns: &str, args: LogsArgs) -> Result<u8> {
                 .ok_or_else(|| Invalid(format!("workflow {:?} has no node {want:?}", args.name)))?,
         ),
     };
-    let mut printed = 0usize;
-    let mut seen_nodes = HashSet::new();
-    loop {
+    if !args.follow {
         let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
-        print_lines(lines.iter().skip(printed), &names, args.timestamps);
-        seen_nodes.extend(lines.iter().skip(printed).map(|l| l.node_id.clone()));
-        printed = lines.len();
-        if !args.follow {
-            break;
-        }
-        let done = app
+        print_lines(lines.iter(), &names, args.timestamps);
+        return Ok(0);
+    }
+    // Following: each read asks for the lines stored after the last one
+    // printed (a row-id cursor), so a line stored late with an earlier
+    // timestamp is neither lost nor printed twice, and a poll reads only
+    // what is new. Once the workflow is done, one last read.
+    let mut after = 0i64;
+    let mut last = false;
+    loop {
+        let lines = app
             .store
-            .load_workflow(ns, &args.name)
-            .await?
-            .is_none_or(|(r, _)| Phase::parse(&r.phase).is_some_and(Phase::is_done));
-        if done {
-            // one last read for lines flushed at the end
-            let lines = app.store.logs(&rec.uid, node_id.as_deref()).await?;
-            print_lines(lines.iter().skip(printed), &names, args.timestamps);
+            .logs_after(&rec.uid, node_id.as_deref(), after)
+            .await?;
+        if let Some((id, _)) = lines.last() {
+            after = *id;
+        }
+        print_lines(lines.iter().map(|(_, l)| l), &names, args.timestamps);
+        if last {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        last = app
+            .store
+            .get_workflow(ns, &args.name)
+            .await?
+            .is_none_or(|r| Phase::parse(&r.phase).is_some_and(Phase::is_done));
+        if !last {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     Ok(0)
 }

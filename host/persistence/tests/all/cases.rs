@@ -652,6 +652,22 @@ pub async fn logs_through_sink_and_flush(h: &Harness) {
     assert_eq!(store.logs("u2", None).await.unwrap().len(), 7);
     assert!(store.logs("u1", Some("n3")).await.unwrap().is_empty());
 
+    // A cursor over what was stored: everything, then only what came after.
+    let page = store.logs_after("u1", Some("n1"), 0).await.unwrap();
+    let lines: Vec<LogLine> = page.iter().map(|(_, l)| l.clone()).collect();
+    assert_eq!(lines, expected);
+    assert!(page.windows(2).all(|w| w[0].0 < w[1].0), "ids ascend");
+    let last = page.last().unwrap().0;
+    assert!(store.logs_after("u1", Some("n1"), last).await.unwrap().is_empty());
+    // A line stored late with an *earlier* timestamp is still after the cursor.
+    let mut late = log_line("u1", "n1", 0);
+    late.line = "late".into();
+    store.append_logs(&[late.clone()]).await.unwrap();
+    let more = store.logs_after("u1", Some("n1"), last).await.unwrap();
+    assert_eq!(more.iter().map(|(_, l)| l).collect::<Vec<_>>(), [&late]);
+    let everything = store.logs_after("u1", None, 0).await.unwrap();
+    assert_eq!(everything.len(), 2 * per_node + 1);
+
     // A single line arrives within a group interval without an explicit flush.
     sink.append(log_line("u3", "n1", 0));
     let mut seen = false;
