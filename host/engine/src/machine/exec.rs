@@ -158,6 +158,14 @@ impl Machine {
                     n.outputs = Some(outputs);
                 }
                 self.finish(&node, phase, message);
+                // The driver reported the step done: its resolved template and
+                // state are not needed again (a retry is a new node, resolved
+                // afresh), and a big DAG would keep them for every finished
+                // node, in memory and in its row.
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.resolved = None;
+                    n.driver_state = None;
+                }
             }
             Event::Timer { node } => self.timer(&node),
             Event::WorkflowTimer => {
