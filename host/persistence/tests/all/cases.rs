@@ -658,7 +658,13 @@ pub async fn logs_through_sink_and_flush(h: &Harness) {
     assert_eq!(lines, expected);
     assert!(page.windows(2).all(|w| w[0].0 < w[1].0), "ids ascend");
     let last = page.last().unwrap().0;
-    assert!(store.logs_after("u1", Some("n1"), last).await.unwrap().is_empty());
+    assert!(
+        store
+            .logs_after("u1", Some("n1"), last)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A line stored late with an *earlier* timestamp is still after the cursor.
     let mut late = log_line("u1", "n1", 0);
     late.line = "late".into();
