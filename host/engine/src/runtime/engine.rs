@@ -354,30 +354,31 @@ impl Engine {
 
     /// The Argo `status` of a workflow the engine is running (None if not in memory).
     pub async fn live_status(&self, namespace: &str, name: &str) -> Option<Value> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Snapshot {
-                namespace: namespace.into(),
-                name: name.into(),
-                reply,
-            })
-            .await
-            .ok()?;
-        rx.await.ok().flatten()
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.ask(|reply| Msg::Snapshot {
+            namespace,
+            name,
+            reply,
+        })
+        .await
     }
 
     /// The phase of a workflow the engine is running (None if not in memory):
     /// O(1), where [`live_status`](Self::live_status) renders every node.
     pub async fn live_phase(&self, namespace: &str, name: &str) -> Option<Phase> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.ask(|reply| Msg::Phase {
+            namespace,
+            name,
+            reply,
+        })
+        .await
+    }
+
+    /// Ask the owner task a question about its in-memory state.
+    async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<Option<T>>) -> Msg) -> Option<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Phase {
-                namespace: namespace.into(),
-                name: name.into(),
-                reply,
-            })
-            .await
-            .ok()?;
+        self.tx.send(msg(reply)).await.ok()?;
         rx.await.ok().flatten()
     }
 
