@@ -655,26 +655,23 @@ impl Owner {
                 name,
                 reply,
             } => {
-                let v = self
-                    .by_name
-                    .get(&(namespace, name))
-                    .and_then(|uid| self.machines.get(uid))
-                    .map(Machine::argo_status);
-                let _ = reply.send(v);
+                let _ = reply.send(self.machine(namespace, name).map(Machine::argo_status));
             }
             Msg::Phase {
                 namespace,
                 name,
                 reply,
             } => {
-                let p = self
-                    .by_name
-                    .get(&(namespace, name))
-                    .and_then(|uid| self.machines.get(uid))
-                    .map(Machine::phase);
-                let _ = reply.send(p);
+                let _ = reply.send(self.machine(namespace, name).map(Machine::phase));
             }
         }
+    }
+
+    /// The machine of a workflow this engine runs, by namespace and name.
+    fn machine(&self, namespace: String, name: String) -> Option<&Machine> {
+        self.by_name
+            .get(&(namespace, name))
+            .and_then(|uid| self.machines.get(uid))
     }
 
     fn feed(
