@@ -146,37 +146,28 @@ impl Collector {
         name: &str,
         trigger: Trigger,
     ) -> Result<Report, GcError> {
-        // Most completions have nothing to collect: decide that from the row
-        // alone, before loading every node (O(nodes) of memory and time).
-        if trigger == Trigger::Completion {
-            match self.store.get_workflow(ns, name).await? {
-                None => return Ok(Report::default()),
-                Some(rec)
-                    if !Phase::parse(&rec.phase).is_some_and(Phase::is_done)
-                        || !pending_completion(&rec) =>
-                {
-                    return Ok(Report::default());
-                }
-                Some(_) => {}
-            }
-        }
-        let Some((mut rec, mut nodes)) = self.store.load_workflow(ns, name).await? else {
+        // Decide from the row alone whether there is anything to do, before
+        // loading every node (O(nodes) of memory and time): most completions
+        // have nothing to collect.
+        let Some(row) = self.store.get_workflow(ns, name).await? else {
             return Ok(Report::default());
         };
-        let done = Phase::parse(&rec.phase).is_some_and(Phase::is_done);
-        let spec_gc = &rec.workflow["spec"]["artifactGC"];
         let mut report = Report {
-            force: spec_gc["forceFinalizerRemoval"].as_bool() == Some(true),
+            force: row.workflow["spec"]["artifactGC"]["forceFinalizerRemoval"].as_bool()
+                == Some(true),
             ..Report::default()
         };
-        if trigger == Trigger::Completion && !done {
+        // Not finished, or nothing names OnWorkflowCompletion: nothing to
+        // collect, nothing to mark (the sweeper skips such workflows too).
+        if trigger == Trigger::Completion
+            && !(Phase::parse(&row.phase).is_some_and(Phase::is_done) && pending_completion(&row))
+        {
             return Ok(report);
         }
-        // Nothing names OnWorkflowCompletion: nothing to collect, nothing to
-        // mark (the sweeper skips such workflows too). Most workflows: no write.
-        if trigger == Trigger::Completion && !pending_completion(&rec) {
+        let Some((mut rec, mut nodes)) = self.store.load_workflow(ns, name).await? else {
             return Ok(report);
-        }
+        };
+        let spec_gc = &rec.workflow["spec"]["artifactGC"];
         let default = strategy_of(spec_gc).unwrap_or("Never").to_string();
         let jobs = due(&nodes, &default, trigger);
         let first_run = rec.status["artifactGC"]["completion"] != json!("done");
