@@ -127,6 +127,10 @@ fn print_value(v: &Value, out: Option<Output>) -> Result<()> {
     Ok(())
 }
 
+fn not_found(ns: &str, name: &str) -> Invalid {
+    Invalid(format!("workflow {name:?} not found in namespace {ns:?}"))
+}
+
 /// A stored workflow and its nodes, or the CLI's not-found error.
 pub async fn stored_workflow(
     store: &Store,
@@ -136,7 +140,15 @@ pub async fn stored_workflow(
     Ok(store
         .load_workflow(ns, name)
         .await?
-        .ok_or_else(|| Invalid(format!("workflow {name:?} not found in namespace {ns:?}")))?)
+        .ok_or_else(|| not_found(ns, name))?)
+}
+
+/// A stored workflow's row without its nodes, or the CLI's not-found error.
+pub async fn stored_row(store: &Store, ns: &str, name: &str) -> Result<WorkflowRecord> {
+    Ok(store
+        .get_workflow(ns, name)
+        .await?
+        .ok_or_else(|| not_found(ns, name))?)
 }
 
 /// Print a stored workflow: Argo's JSON/YAML object, its name, or a summary with the node tree.
@@ -148,11 +160,7 @@ pub async fn print_workflow(
 ) -> Result<()> {
     if out == Some(Output::Name) {
         // The row alone: a 10,000-node workflow's nodes are ~100 MB of JSON.
-        let rec = store
-            .get_workflow(ns, name)
-            .await?
-            .ok_or_else(|| Invalid(format!("workflow {name:?} not found in namespace {ns:?}")))?;
-        println!("{}", rec.name);
+        println!("{}", stored_row(store, ns, name).await?.name);
         return Ok(());
     }
     let (rec, nodes) = stored_workflow(store, ns, name).await?;

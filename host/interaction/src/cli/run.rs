@@ -10,7 +10,7 @@ use weft_engine::machine::Event;
 use weft_engine::model::{AnyString, Object, Parameter, Phase, Workflow, read_objects};
 use weft_engine::runtime::{StateStore, TemplateRecord};
 
-use super::query::stored_workflow;
+use super::query::stored_row;
 use super::{Invalid, Output};
 use crate::app::{App, Running, send_control};
 use crate::config::Config;
@@ -227,7 +227,7 @@ pub fn exit_code(phase: Phase) -> u8 {
 
 pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
     let app = App::open(config).await?;
-    let (rec, _) = stored_workflow(&app.store, ns, &args.name).await?;
+    let rec = stored_row(&app.store, ns, &args.name).await?;
     let mut params = serde_json::Map::new();
     for s in &args.set {
         let (k, v) = split_kv(s)?;
@@ -281,7 +281,7 @@ async fn adopt(
 
 pub async fn control(config: Config, ns: &str, args: ControlArgs, action: &str) -> Result<u8> {
     let app = App::open(config).await?;
-    let (rec, _) = stored_workflow(&app.store, ns, &args.name).await?;
+    let rec = stored_row(&app.store, ns, &args.name).await?;
     if Phase::parse(&rec.phase).is_some_and(Phase::is_done) {
         println!("workflow {} already finished: {}", args.name, rec.phase);
         return Ok(0);
