@@ -463,9 +463,7 @@ fn s3_full_location_with_credentials_from_secrets() {
             ("WEFT_SECRET_S3_CREDS_SECRET_KEY", wrong),
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let wf = json(&out);
-    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    let msg = make_failed(&out);
     assert!(
         msg.contains("'f'") && msg.contains("s3://other/") && msg.contains(&s3.addr.to_string()),
         "{msg}"
@@ -483,9 +481,7 @@ fn s3_full_location_with_credentials_from_secrets() {
         &yaml,
         &[("WEFT_SECRET_S3_CREDS_ACCESS_KEY", S3_ACCESS_KEY)],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let wf = json(&out);
-    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    let msg = make_failed(&out);
     assert!(
         msg.contains("'f'")
             && msg.contains("s3://other/")
@@ -505,9 +501,7 @@ fn s3_full_location_with_credentials_from_secrets() {
             ("WEFT_SECRET_S3_CREDS_SECRET_KEY", S3_SECRET_KEY),
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let wf = json(&out);
-    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    let msg = make_failed(&out);
     assert!(
         msg.contains("'f'") && msg.contains("'accessKeySecret' without 'secretKeySecret'"),
         "{msg}"
@@ -576,9 +570,7 @@ spec:
 
     let wrong = "d3JvbmctYWNjb3VudC1rZXktdmFsdWUtOTg3NjU0MzIxMA==";
     let out = run(wrong);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let wf = json(&out);
-    let msg = node(&wf, "make")["message"].as_str().unwrap_or_default();
+    let msg = make_failed(&out);
     assert!(
         msg.contains("'f'") && msg.contains("azure://other/") && msg.contains(&az.addr.to_string()),
         "{msg}"
@@ -671,4 +663,13 @@ spec:
             && e.contains("team-repos/a"),
         "{e}"
     );
+}
+
+/// A run that failed (exit 1): the message of its `make` step.
+fn make_failed(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    node(&json(out), "make")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
