@@ -673,3 +673,103 @@ fn make_failed(out: &std::process::Output) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Raw file inputs from the local repository are copy-on-write layers, not
+/// copies (`sandbox::layers`): a step may change or delete its input, and
+/// what it leaves is its output, while the repository's object — read again
+/// by a later step — stays as it was.
+const LAYERED: &str = r#"kind: Workflow
+metadata: {generateName: layered-}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: make, template: make}
+    - - name: change
+        template: change
+        arguments:
+          artifacts:
+          - {name: a, from: "{{steps.make.outputs.artifacts.a}}"}
+          - {name: b, from: "{{steps.make.outputs.artifacts.b}}"}
+          - {name: c, from: "{{steps.make.outputs.artifacts.c}}"}
+    - - name: check
+        template: check
+        arguments:
+          artifacts:
+          - {name: a, from: "{{steps.make.outputs.artifacts.a}}"}
+          - {name: dir, from: "{{steps.change.outputs.artifacts.dir}}"}
+          - {name: same, from: "{{steps.change.outputs.artifacts.same}}"}
+  - name: make
+    container:
+      image: alpine
+      command: [sh, -c, 'mkdir -p /out && echo A > /out/a && echo B > /out/b && echo C > /out/c']
+    outputs:
+      artifacts:
+      - {name: a, path: /out/a, archive: {none: {}}}
+      - {name: b, path: /out/b, archive: {none: {}}}
+      - {name: c, path: /out/c, archive: {none: {}}}
+  - name: change
+    inputs:
+      artifacts:
+      - {name: a, path: /in/a}
+      - {name: b, path: /in/b}
+      - {name: c, path: /tmp/c}
+    container:
+      image: alpine
+      command: [sh, -c, 'echo more >> /in/a && rm /in/b && echo new > /in/new && echo "a=$(cat /in/a | tr "\n" " ")b=$(test -e /in/b && echo kept || echo gone) c=$(cat /tmp/c)"']
+    outputs:
+      artifacts:
+      - {name: dir, path: /in, archive: {none: {}}}
+      - {name: same, path: /tmp/c, archive: {none: {}}}
+  - name: check
+    inputs:
+      artifacts:
+      - {name: a, path: /in/a}
+      - {name: dir, path: /in/dir}
+      - {name: same, path: /in/same}
+    container:
+      image: alpine
+      command: [sh, -c, 'echo "a=$(cat /in/a) dir=$(ls /in/dir | tr "\n" " ")dir/a=$(cat /in/dir/a | tr "\n" " ")same=$(cat /in/same)"']
+"#;
+
+#[test]
+fn raw_file_inputs_are_copy_on_write_layers() {
+    let home = Home::new();
+    let out = run_with_env(
+        &home,
+        LAYERED,
+        &[
+            ("WEFT_LOG", "warn,weft_drivers::artifacts::stage=debug"),
+            ("WEFT_LOG_FORMAT", "json"),
+        ],
+    );
+    let wf: Value = serde_json::from_slice(&out.stdout).expect("a Workflow");
+    assert_eq!(out.status.code(), Some(0), "{wf:#}");
+    let result = |n: &str| {
+        node(&wf, n)["outputs"]["result"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(result("change"), "a=A more b=gone c=C");
+    assert_eq!(result("check"), "a=A dir=a new dir/a=A more same=C");
+    // the objects change read are as make left them
+    let make = node(&wf, "make");
+    let key = make["outputs"]["artifacts"][0]["s3"]["key"]
+        .as_str()
+        .unwrap();
+    let repo = home.path().join("artifacts");
+    assert_eq!(std::fs::read_to_string(repo.join(key)).unwrap(), "A\n");
+    // and they were layered, not copied (the placement events say so)
+    let log = String::from_utf8_lossy(&out.stderr);
+    let layered = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["fields"]["message"] == "input artifact placed" && e["fields"]["layered"] == true
+        })
+        .count();
+    // a, b and c into change; a and same into check (dir, a directory, is copied)
+    assert_eq!(layered, 5, "{log}");
+}

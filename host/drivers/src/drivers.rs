@@ -22,8 +22,8 @@ use crate::config::{Grants, PluginConfig, PluginInfo, PluginKind, PluginSource};
 use crate::error::DriverLoadError;
 use crate::host::{self, Capabilities};
 use crate::runtime::{self, BUDGET_EXCEEDED, CallInfo, HostState, TickerGuard};
-use crate::sandbox::ProcessManager;
 use crate::sandbox::manager::StepKey;
+use crate::sandbox::{ProcessManager, layers};
 
 mod wasm_step;
 
@@ -678,7 +678,13 @@ impl Drivers {
             let scratch = dir.join("artifacts-in");
             let _ = std::fs::remove_dir_all(&scratch);
             std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-            let r = stage::place_inputs(&repos, &template, &root, &scratch);
+            let r = stage::place_inputs(
+                &repos,
+                &template,
+                &root,
+                &scratch,
+                Some(&dir.join(layers::DIR)),
+            );
             let _ = std::fs::remove_dir_all(&scratch);
             r
         })

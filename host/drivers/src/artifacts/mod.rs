@@ -249,6 +249,14 @@ pub trait Repository: Send + Sync {
         copy(&mut r, &mut out).map_err(ArtifactError::io(format!("reading '{key}'")))?;
         Ok(true)
     }
+    /// Hard-link the object at exactly `key` to the new path `dest`, when the
+    /// repository keeps it as a file on `dest`'s filesystem (a copy-on-write
+    /// input layer). `Ok(false)`: it cannot (no such object, another
+    /// filesystem, not a filesystem at all); the caller copies instead.
+    fn link_to(&self, key: &Key, dest: &Path) -> Result<bool, ArtifactError> {
+        let _ = (key, dest);
+        Ok(false)
+    }
     /// Remove `key` and every object under `key/` (an artifact saved as a
     /// directory with `archive: none` is many objects). Returns how many went.
     fn delete_all(&self, key: &Key) -> Result<usize, ArtifactError> {

@@ -153,7 +153,7 @@ fn read_inputs(
         for d in [&root, &scratch] {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        stage::place_inputs(repos, &staged, &root, &scratch)?;
+        stage::place_inputs(repos, &staged, &root, &scratch, None)?;
         let mut out = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let p = root.join("in").join(i.to_string());

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use weft_engine::runtime::{EventNotifier, LogLine, LogSink, LogStream};
 
+use super::layers;
 use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, SandboxChild, SpawnRequest, Spawner};
 
 /// `outputs.result` keeps the last 256 KiB of stdout.
@@ -252,12 +253,15 @@ impl ProcessManager {
         };
         prep.map_err(|e| ProcessError::Failed(format!("preparing the step root: {e}")))?;
 
+        let layers = step_dir.join(layers::DIR);
+        let layered = layers.exists();
         let req = SpawnRequest {
             root: root.clone(),
             argv: spec.argv.clone(),
             env: spec.env.clone(),
             working_dir,
             hostname: sanitize(&step.node_id),
+            layers: layered.then(|| layers.clone()),
         };
         let log_file = (spec.name == "main"
             && self.held.lock().unwrap().get(&step_dir) == Some(&true))
@@ -291,7 +295,10 @@ impl ProcessManager {
                 Err(ProcessError::Failed(msg))
             }
             Ok(s) => {
-                self.watch(id.clone(), step.clone(), entry, s.child, log_file);
+                // read now, while the process surely runs: its namespace's
+                // leftovers are killed before the layers are merged
+                let layers = layered.then(|| (layers, layers::mount_ns(s.child.id() as i32)));
+                self.watch(id.clone(), step.clone(), entry, s.child, log_file, layers);
                 Ok(id)
             }
         }
@@ -305,6 +312,7 @@ impl ProcessManager {
         entry: Arc<Entry>,
         mut child: SandboxChild,
         log_file: Option<LogFile>,
+        layers: Option<(PathBuf, Option<u64>)>,
     ) {
         let this = Arc::downgrade(self);
         let stdout = child
@@ -359,6 +367,14 @@ impl ProcessManager {
                 Ok(Err(e)) => ProcessState::FailedToStart(format!("waiting for the process: {e}")),
                 Err(e) => ProcessState::FailedToStart(format!("waiting for the process: {e}")),
             };
+            if let Some((dir, ns)) = layers {
+                let root = entry.root.clone();
+                let merged =
+                    tokio::task::spawn_blocking(move || layers::finish(&dir, &root, ns)).await;
+                if let Err(e) = merged.map_err(std::io::Error::other).and_then(|r| r) {
+                    tracing::warn!(process = %id, error = %e, "merging the input artifact layers");
+                }
+            }
             tracing::debug!(process = %id, ?state, "step process ended");
             *entry.state.lock().unwrap() = state;
             if entry

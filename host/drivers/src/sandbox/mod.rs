@@ -6,9 +6,11 @@
 //!   directory; no capabilities, no new privileges, killed when the engine dies.
 //! - [`manager`]: the table of step processes: deterministic ids, adoption,
 //!   log capture into the `LogSink`, stdout tail, exit notification, file reads;
+//! - [`layers`]: input artifacts as copy-on-write overlays instead of copies;
 //! - [`pool`]: finished step directories emptied to their skeleton and reused
 //!   (creating inodes is the dearest part of a trivial step).
 
+pub mod layers;
 pub mod manager;
 pub mod pool;
 pub mod spawn;

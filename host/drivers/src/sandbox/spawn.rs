@@ -55,6 +55,9 @@ pub struct SpawnRequest {
     pub working_dir: String,
     /// Hostname inside the UTS namespace.
     pub hostname: String,
+    /// The step's [`super::layers`] directory: input artifacts to mount as
+    /// copy-on-write layers (`None`, or nothing staged there: none).
+    pub layers: Option<PathBuf>,
 }
 
 /// One mount, prepared before fork.
@@ -66,6 +69,12 @@ struct Mount {
     data: Option<CString>,
     /// Remount read-only afterwards with these extra (locked) flags.
     remount_ro: Option<libc::c_ulong>,
+    /// The fresh `/dev` tmpfs (the standard links are added after it).
+    dev: bool,
+    /// An input-artifact overlay: if it cannot be mounted, these files
+    /// (lower, destination) are copied into the root instead, and the
+    /// marker file is created (the copies are the step's own files then).
+    fallback: Option<(Vec<(CString, CString)>, CString)>,
     what: &'static [u8],
 }
 
@@ -142,6 +151,8 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
             flags: libc::MS_BIND | libc::MS_REC,
             data: None,
             remount_ro: Some(locked_flags(src_p)),
+            dev: false,
+            fallback: None,
             what: b"bind-mount a read-only host directory",
         });
     }
@@ -152,6 +163,8 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
         flags: libc::MS_NOSUID | libc::MS_NOEXEC,
         data: Some(cstr("mode=755,size=65536k")?),
         remount_ro: None,
+        dev: true,
+        fallback: None,
         what: b"mount tmpfs on /dev",
     });
     let mut dev_files = Vec::new();
@@ -169,6 +182,8 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
             flags: libc::MS_BIND,
             data: None,
             remount_ro: None,
+            dev: false,
+            fallback: None,
             what: b"bind-mount a device",
         });
     }
@@ -185,8 +200,42 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
         flags: libc::MS_BIND | libc::MS_REC,
         data: None,
         remount_ro: Some(locked_flags(Path::new("/proc"))),
+        dev: false,
+        fallback: None,
         what: b"bind-mount /proc",
     });
+    if let Some(layers) = &req.layers {
+        for g in super::layers::read(layers)? {
+            let (lower, work, upper) = (g.lower(layers), g.work(layers), root.join(&g.rel));
+            std::fs::create_dir_all(&work)?;
+            let mut data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            if user_ns.is_some() {
+                data.push_str(",userxattr");
+            }
+            let files = g
+                .names
+                .iter()
+                .map(|n| Ok((path_c(&lower.join(n))?, path_c(&upper.join(n))?)))
+                .collect::<io::Result<_>>()?;
+            let fallback = Some((files, path_c(&g.copied_marker(layers))?));
+            mounts.push(Mount {
+                src: Some(cstr("overlay")?),
+                dst: path_c(&upper)?,
+                fstype: Some(cstr("overlay")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(cstr(data)?),
+                remount_ro: None,
+                dev: false,
+                fallback,
+                what: b"mount an input artifact layer (overlay)",
+            });
+        }
+    }
     let mut hostname = req.hostname.clone();
     hostname.truncate(63);
     Ok(Prepared {
@@ -220,6 +269,72 @@ fn write_file(path: &CString, data: &CString) -> bool {
         libc::close(fd);
         ok
     }
+}
+
+/// Copy each (source, new destination) file with `copy_file_range` (or
+/// `sendfile` across filesystems), then
+/// create `marker`: raw syscalls only (runs in the child).
+fn copy_files(files: &[(CString, CString)], marker: &CString) -> Result<(), Failure> {
+    // SAFETY (whole function): open/copy_file_range/close on prepared C strings.
+    unsafe {
+        let fd = libc::open(
+            marker.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return Err(fail(b"mark the input artifact layer as copied"));
+        }
+        libc::close(fd);
+        for (src, dst) in files {
+            let from = libc::open(src.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if from < 0 {
+                return Err(fail(b"open an input artifact to copy it"));
+            }
+            let to = libc::open(
+                dst.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o644,
+            );
+            if to < 0 {
+                libc::close(from);
+                return Err(fail(b"create an input artifact's file"));
+            }
+            // copy_file_range within a filesystem, sendfile across them
+            let mut cross = false;
+            loop {
+                let n = if cross {
+                    libc::sendfile(to, from, std::ptr::null_mut(), 1 << 30)
+                } else {
+                    libc::copy_file_range(
+                        from,
+                        std::ptr::null_mut(),
+                        to,
+                        std::ptr::null_mut(),
+                        1 << 30,
+                        0,
+                    )
+                };
+                if n == 0 {
+                    break;
+                }
+                let e = io::Error::last_os_error().raw_os_error();
+                if n < 0 && !cross && matches!(e, Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS)) {
+                    cross = true;
+                    continue;
+                }
+                if n < 0 {
+                    let f = fail(b"copy an input artifact (overlayfs is not available)");
+                    libc::close(from);
+                    libc::close(to);
+                    return Err(f);
+                }
+            }
+            libc::close(from);
+            libc::close(to);
+        }
+    }
+    Ok(())
 }
 
 /// Runs in the child between fork and exec: raw syscalls only, no allocation.
@@ -273,7 +388,11 @@ fn child_setup(p: &Prepared) -> Result<(), Failure> {
                 .as_ref()
                 .map_or(std::ptr::null(), |s| s.as_ptr().cast());
             if libc::mount(src, m.dst.as_ptr(), fs, m.flags, data) != 0 {
-                return Err(fail(m.what));
+                match &m.fallback {
+                    Some((files, marker)) => copy_files(files, marker)?,
+                    None => return Err(fail(m.what)),
+                }
+                continue;
             }
             if let Some(locked) = m.remount_ro
                 && libc::mount(
@@ -286,7 +405,7 @@ fn child_setup(p: &Prepared) -> Result<(), Failure> {
             {
                 return Err(fail(b"remount a bind mount read-only"));
             }
-            if m.fstype.is_some() {
+            if m.dev {
                 // Fresh /dev tmpfs: add the standard symlinks.
                 for (target, link) in &p.dev_links {
                     libc::symlink(target.as_ptr(), link.as_ptr());

@@ -1,6 +1,7 @@
 //! Integration tests of the drivers layer: real components, real processes.
 //! One binary (each extra test binary links wasmtime again).
 
+mod layers;
 mod local;
 mod measure;
 mod robustness;

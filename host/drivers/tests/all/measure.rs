@@ -27,6 +27,7 @@ fn spawn_cost_sandboxed_vs_bare() {
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         working_dir: "/".into(),
         hostname: "bench".into(),
+        layers: None,
     };
     let n = 50;
     // Warm up both paths once.
