@@ -200,6 +200,10 @@ fn bench_artifacts_measures_local_and_s3_beside_cp() {
     for floor in ["cp", "cp_sync", "cp_fresh", "cat"] {
         assert!(v[floor]["mb_s"].as_f64().unwrap() > 0.0, "{floor}: {v}");
     }
+    assert!(
+        v["sh_end_to_end"]["median_s"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
     let repos = v["repositories"].as_array().unwrap();
     let names: Vec<&str> = repos
         .iter()
@@ -216,6 +220,7 @@ fn bench_artifacts_measures_local_and_s3_beside_cp() {
             "ratio_to_cp",
             "ratio_to_cp_fresh",
             "wall_s",
+            "wall_ratio_to_sh",
         ] {
             assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
         }

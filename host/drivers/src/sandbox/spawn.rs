@@ -71,11 +71,18 @@ struct Mount {
     remount_ro: Option<libc::c_ulong>,
     /// The fresh `/dev` tmpfs (the standard links are added after it).
     dev: bool,
-    /// An input-artifact overlay: if it cannot be mounted, these files
-    /// (lower, destination) are copied into the root instead, and the
-    /// marker file is created (the copies are the step's own files then).
-    fallback: Option<(Vec<(CString, CString)>, CString)>,
+    /// An input-artifact overlay: what to do if it cannot be mounted.
+    fallback: Option<Fallback>,
     what: &'static [u8],
+}
+
+/// An overlay that fails to mount is tried again with `data`; if that fails
+/// too, `files` (lower, destination) are copied into the root and `marker`
+/// is created (the copies are then the step's own files).
+struct Fallback {
+    data: CString,
+    files: Vec<(CString, CString)>,
+    marker: CString,
 }
 
 /// All state the child needs, allocated before fork.
@@ -217,12 +224,21 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
             if user_ns.is_some() {
                 data.push_str(",userxattr");
             }
+            // `volatile` (Linux 5.10+): without it the namespace's teardown
+            // syncs the whole upper filesystem when the step exits — seconds
+            // after a step that wrote a large file. Retried without it.
+            let plain = cstr(&data)?;
+            data.push_str(",volatile");
             let files = g
                 .names
                 .iter()
                 .map(|n| Ok((path_c(&lower.join(n))?, path_c(&upper.join(n))?)))
                 .collect::<io::Result<_>>()?;
-            let fallback = Some((files, path_c(&g.copied_marker(layers))?));
+            let fallback = Some(Fallback {
+                data: plain,
+                files,
+                marker: path_c(&g.copied_marker(layers))?,
+            });
             mounts.push(Mount {
                 src: Some(cstr("overlay")?),
                 dst: path_c(&upper)?,
@@ -388,9 +404,11 @@ fn child_setup(p: &Prepared) -> Result<(), Failure> {
                 .as_ref()
                 .map_or(std::ptr::null(), |s| s.as_ptr().cast());
             if libc::mount(src, m.dst.as_ptr(), fs, m.flags, data) != 0 {
-                match &m.fallback {
-                    Some((files, marker)) => copy_files(files, marker)?,
-                    None => return Err(fail(m.what)),
+                let Some(fb) = &m.fallback else {
+                    return Err(fail(m.what));
+                };
+                if libc::mount(src, m.dst.as_ptr(), fs, m.flags, fb.data.as_ptr().cast()) != 0 {
+                    copy_files(&fb.files, &fb.marker)?;
                 }
                 continue;
             }

@@ -11,13 +11,17 @@
 //! saved or placed, with its bytes and elapsed time, read back from the run's
 //! JSON log. Step start-up and the data generation are not in these figures.
 //!
-//! - **save** = from the step's exit to the object committed (local: written and
-//!   `fdatasync`ed under `$WEFT_HOME/artifacts`; S3: multipart upload);
-//! - **load** = from fetching the object to the file placed in the next step's root;
+//! - **save** = from the step's exit to the object committed (local: a hard
+//!   link of the step's file into `$WEFT_HOME/artifacts`, `fdatasync`ed first
+//!   with `durability = "power"`; S3: multipart upload);
+//! - **load** = from fetching the object to the file placed in the next step's
+//!   root (local: staged as a copy-on-write layer, `sandbox::layers`);
 //! - **through** = bytes ÷ (save + load): what passing the artifact costs,
 //!   against `cp` of a same-size file on the same filesystem (target ≥ 50 %),
-//!   and for S3 against 100 MB/s. `cp` + `sync -d` (the local repository syncs
-//!   its data) and `cat > /dev/null` are shown beside it.
+//!   and for S3 against 100 MB/s. `cp` + `sync -d` (what a synced local
+//!   repository pays) and `cat > /dev/null` are shown beside it.
+//! - **end to end**: `weft run`'s wall time against one shell doing both
+//!   steps' commands with a `cp` between them;
 //! - **peak RSS** of the weft process (`wait4`), at 64 MiB and at the full size:
 //!   equal figures show the artifact is streamed, not held in memory.
 //!
@@ -342,6 +346,9 @@ fn bench_in(args: &ArtifactsArgs, s: &mut Scratch, machine: Value) -> Result<Val
     // under way) when the next step's input is copied from it; `cp` of the
     // long-written `src` is the stricter floor, this one the like-for-like.
     let mut cp_fresh = Vec::new();
+    // End to end: both steps' commands in one shell, a `cp` passing the file
+    // (what the workflow does without an engine), against `weft run`'s wall time.
+    let mut sh_e2e = Vec::new();
     // One untimed-for-throughput run at the small size per repository: its peak RSS.
     if small_bytes < bytes {
         for (i, (name, cfg)) in repos.iter().enumerate() {
@@ -363,6 +370,10 @@ fn bench_in(args: &ArtifactsArgs, s: &mut Scratch, machine: Value) -> Result<Val
         s.time_sh(&format!("head -c {bytes} /dev/urandom > fresh"))?;
         cp_fresh.push(s.time_sh("cp fresh dst")?);
         s.time_sh("rm -f dst fresh")?;
+        sh_e2e.push(s.time_sh(&format!(
+            "mkdir -p e2e/out e2e/in && head -c {bytes} /dev/urandom > e2e/out/data && \
+             cp e2e/out/data e2e/in/data && test $(wc -c < e2e/in/data) -eq {bytes} && rm -rf e2e"
+        ))?);
         for (i, (_, cfg)) in repos.iter().enumerate() {
             match s.run_weft(bytes, cfg.as_deref())? {
                 Ok(p) => full[i].push(p),
@@ -377,6 +388,7 @@ fn bench_in(args: &ArtifactsArgs, s: &mut Scratch, machine: Value) -> Result<Val
     let cp_mb_s = mb_s(bytes, median(&cp));
     let cp_sync_mb_s = mb_s(bytes, median(&cp_sync));
     let cp_fresh_mb_s = mb_s(bytes, median(&cp_fresh));
+    let sh_e2e_s = median(&sh_e2e);
     let mut out = Vec::new();
     for (i, (name, _)) in repos.iter().enumerate() {
         let mut v = summary(name, bytes, &full[i], small[i].as_ref(), &errors[i]);
@@ -384,6 +396,7 @@ fn bench_in(args: &ArtifactsArgs, s: &mut Scratch, machine: Value) -> Result<Val
         v["ratio_to_cp"] = json!(through.zip(cp_mb_s).map(|(t, c)| t / c));
         v["ratio_to_cp_sync"] = json!(through.zip(cp_sync_mb_s).map(|(t, c)| t / c));
         v["ratio_to_cp_fresh"] = json!(through.zip(cp_fresh_mb_s).map(|(t, c)| t / c));
+        v["wall_ratio_to_sh"] = json!(v["wall_s"].as_f64().zip(sh_e2e_s).map(|(w, f)| w / f));
         if *name == "local" {
             v["target"] = json!(format!(
                 "through ≥ {:.0} % of cp",
@@ -411,6 +424,7 @@ fn bench_in(args: &ArtifactsArgs, s: &mut Scratch, machine: Value) -> Result<Val
         "cp": floor(&cp),
         "cp_sync": floor(&cp_sync),
         "cp_fresh": floor(&cp_fresh),
+        "sh_end_to_end": {"median_s": sh_e2e_s, "samples_s": sh_e2e},
         "cat": floor(&cat),
         "repositories": out,
     }))
@@ -479,13 +493,21 @@ fn table(r: &Value) -> String {
             fmt_rss(&x["peak_rss_kib"]),
             target,
         ));
+        out.push_str(&format!(
+            "       end to end: weft run {} s ÷ the same commands in sh with a cp {} s = {}\n",
+            f(&x["wall_s"], 2),
+            f(&r["sh_end_to_end"]["median_s"], 2),
+            f(&x["wall_ratio_to_sh"], 2),
+        ));
         for e in x["errors"].as_array().into_iter().flatten() {
             out.push_str(&format!("  FAILED: {}\n", e.as_str().unwrap_or("")));
         }
     }
     out.push_str(
         "\nSAVE, LOAD: the artifact phases as weft times them (debug events of artifacts::stage); \
-         THROUGH = bytes ÷ (save + load); ÷ CP = THROUGH ÷ cp of the same size (the target's floor); ÷ CP NEW = ÷ cp of a file written just before, as a step's output is; RSS: peak of the weft process.\n",
+         THROUGH = bytes ÷ (save + load); ÷ CP = THROUGH ÷ cp of the same size (the target's floor); ÷ CP NEW = ÷ cp of a file written just before, as a step's output is; RSS: peak of the weft process. \
+         A local repository's save is a hard link and its load a copy-on-write layer (no bytes move until the step writes the file); \
+         end to end (both steps, the data generation and reading included) shows what a run costs beside a shell doing the same with a cp.\n",
     );
     out
 }
