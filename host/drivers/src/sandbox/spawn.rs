@@ -215,8 +215,10 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
         for g in super::layers::read(layers)? {
             let (lower, work, upper) = (g.lower(layers), g.work(layers), root.join(&g.rel));
             std::fs::create_dir_all(&work)?;
+            // metacopy=off: a chmod must copy the data up too, or the upper
+            // file (what the root keeps) would be a stub of the lower one
             let mut data = format!(
-                "lowerdir={},upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={},metacopy=off",
                 lower.display(),
                 upper.display(),
                 work.display()

@@ -38,7 +38,7 @@ fn run(root: &Path, layers: &Path, script: &str) -> String {
 fn staged(root: &Path, layers: &Path, object: &Path) {
     prepare_root(root, &[], "/").unwrap();
     std::fs::create_dir_all(root.join("in")).unwrap();
-    for name in ["data", "other"] {
+    for name in ["data", "other", "mode"] {
         let lower = layers::stage(layers, root, Path::new("in"), name, |l| {
             std::fs::hard_link(object, l).map(|_| true)
         })
@@ -48,10 +48,10 @@ fn staged(root: &Path, layers: &Path, object: &Path) {
 }
 
 const SCRIPT: &str = "cat /in/data; echo more >> /in/data; rm /in/other; echo new > /in/new; \
-                      cat /in/data; ls /in | tr '\\n' ' '";
+                      chmod 600 /in/mode; cat /in/data; ls /in | tr '\\n' ' '";
 
 fn check(root: &Path, layers: &Path, object: &Path, out: &str) {
-    assert_eq!(out, "v1\nv1\nmore\ndata new ", "what the step saw");
+    assert_eq!(out, "v1\nv1\nmore\ndata mode new ", "what the step saw");
     assert_eq!(
         std::fs::read_to_string(object).unwrap(),
         "v1\n",
@@ -69,6 +69,15 @@ fn check(root: &Path, layers: &Path, object: &Path, out: &str) {
         root.join("in/other").symlink_metadata().is_err(),
         "deleted by the step"
     );
+    // a chmod copies the data up too (metacopy=off); the object keeps its mode
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.join("in/mode")), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(root.join("in/mode")).unwrap(),
+        "v1\n"
+    );
+    assert_ne!(mode(object), 0o600);
     assert!(!layers.exists(), "layers removed");
 }
 
