@@ -95,12 +95,13 @@ impl Drop for Replica {
     }
 }
 
-fn start_replica(store_url: &str) -> Replica {
+/// A `weft server` replica on `store_url` whose leases last `lease_s` seconds.
+fn start_replica(store_url: &str, lease_s: u32) -> Replica {
     let home = Home::new();
     let log = std::fs::File::create(home.path().join("server.log")).unwrap();
     let mut cmd = home.cmd();
     cmd.env("WEFT_STORE_URL", store_url)
-        .env("WEFT_LEASE_SECONDS", "3")
+        .env("WEFT_LEASE_SECONDS", lease_s.to_string())
         .env("WEFT_LOG", "warn");
     let (child, url) = spawn_server(cmd, log.into());
     Replica {
@@ -201,9 +202,17 @@ fn three_replicas_share_300_workflows_and_survive_a_kill() {
 
         let (port, hits) = counter();
         // The first replica runs the migrations; the others find them done.
-        let mut replicas = vec![start_replica(&store_url)];
+        // An 8 s lease (renewed every 2.7 s): a live replica starved of CPU
+        // for a few seconds — 2 cores, hundreds of step processes, the rest
+        // of the test suite beside it — must not lose its workflows, or the
+        // "exactly once while its replica lived" checks below would see a
+        // legitimate adoption of a stalled replica's work (that case is
+        // `a_stalled_replica_cancels_its_steps_when_it_finds_its_lease_lost`).
+        // With 3 s, one full test run here saw a step of the killed replica run
+        // twice after the kill, 3.2 s apart: most likely such a takeover.
+        let mut replicas = vec![start_replica(&store_url, 8)];
         for _ in 1..REPLICAS {
-            replicas.push(start_replica(&store_url));
+            replicas.push(start_replica(&store_url, 8));
         }
 
         // Three submitters, one per replica, while the steps run. Replica 0's
@@ -496,7 +505,7 @@ fn a_stalled_replica_cancels_its_steps_when_it_finds_its_lease_lost() {
             }
         };
 
-        let stalled = start_replica(&store_url);
+        let stalled = start_replica(&store_url, 3);
         let (status, body) = http("POST", &stalled.url, "/api/v1/workflows/default", &wf);
         assert_eq!(status, 200, "{body}");
         let t0 = Instant::now();
@@ -505,7 +514,7 @@ fn a_stalled_replica_cancels_its_steps_when_it_finds_its_lease_lost() {
 
         // SAFETY: signals to our own child.
         unsafe { libc::kill(stalled.child.id() as i32, libc::SIGSTOP) };
-        let adopter = start_replica(&store_url);
+        let adopter = start_replica(&store_url, 3);
         // The lease (3 s) expires; the adopter claims the workflow and starts the step again.
         wait_for("the adopter's run", &|| runs(t0).len() >= 2, 30);
         let second: String = runs(t0).into_keys().find(|k| *k != first).unwrap();
