@@ -444,3 +444,114 @@ spec:
         "{msg}"
     );
 }
+
+/// A stand-in for an ssh server, put first on weft's `PATH` as `ssh` (no sshd
+/// here): it records the options it was given and the identity file's mode,
+/// accepts only the key in `$FAKE_SSH_KEY`, and then runs the git command it
+/// was asked to (`git-upload-pack '<path>'`) locally, as sshd would.
+const FAKE_SSH: &str = r#"#!/bin/sh
+key=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) case "$2" in IdentityFile=*) key="${2#IdentityFile=}";; esac
+        echo "opt $2" >> "$FAKE_SSH_LOG"; shift 2;;
+    -p) shift 2;;
+    -*) shift;;
+    *) break;;
+  esac
+done
+echo "host $1" >> "$FAKE_SSH_LOG"; shift
+echo "mode $(stat -c %a "$key")" >> "$FAKE_SSH_LOG"
+if ! cmp -s "$key" "$FAKE_SSH_KEY"; then echo "Permission denied (publickey)." >&2; exit 255; fi
+exec sh -c "$*"
+"#;
+
+#[test]
+fn git_over_ssh_takes_its_key_from_a_secret() {
+    let src = tempfile::tempdir().unwrap();
+    let r = src.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    std::fs::write(r.join("file.txt"), "over ssh\n").unwrap();
+    git(r, &["add", "file.txt"]);
+    git(r, &["commit", "-q", "-m", "first"]);
+    let home = Home::new();
+    let bin = home.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    std::fs::write(&ssh, FAKE_SSH).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
+    let expected = home.file("expected-key", &format!("{KEY}\n"));
+    let log = home.path().join("ssh.log");
+    let repo = format!("ssh://git@weft-test.invalid{}", r.display());
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: git-ssh-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: use, template: use}}
+      - {{name: wrong, template: wrong, continueOn: {{failed: true, error: true}}}}
+  - name: use
+    inputs:
+      artifacts:
+      - {{name: src, path: /src, git: {{repo: "{repo}", sshPrivateKeySecret: {{name: deploy, key: id}}, insecureIgnoreHostKey: true}}}}
+    script: {{image: alpine, command: [sh], source: "cat /src/file.txt"}}
+  - name: wrong
+    inputs:
+      artifacts:
+      - {{name: src, path: /src, git: {{repo: "{repo}", sshPrivateKeySecret: {{name: other, key: id}}, insecureIgnoreHostKey: true}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+"#
+    );
+    let f = home.file("git-ssh.yaml", &yaml);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = home
+        .cmd()
+        .env("PATH", path)
+        .env("FAKE_SSH_LOG", &log)
+        .env("FAKE_SSH_KEY", &expected)
+        .env("WEFT_SECRET_DEPLOY_ID", KEY)
+        .env("WEFT_SECRET_OTHER_ID", "not-the-deploy-key")
+        .args(["run", f.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    let wf = json(&out);
+    let used = node(&wf, "use");
+    assert_eq!(used["phase"], "Succeeded", "{used:#}\n{}", stderr(&out));
+    assert_eq!(used["outputs"]["result"], "over ssh");
+    // the wrong key: the step fails naming the artifact and ssh's reason, never the key
+    let wrong = node(&wf, "wrong");
+    assert_eq!(wrong["phase"], "Error", "{wrong:#}");
+    let msg = wrong["message"].as_str().unwrap();
+    assert!(
+        msg.contains("'src'") && msg.contains("clone failed") && msg.contains("Permission denied"),
+        "{msg}"
+    );
+    assert!(!msg.contains("not-the-deploy-key"), "{msg}");
+    // ssh got the key as its only identity, in a 0600 file, and the host key
+    // check was off as asked
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("host git@weft-test.invalid"), "{log}");
+    assert!(log.contains("opt IdentitiesOnly=yes"), "{log}");
+    assert!(log.contains("opt StrictHostKeyChecking=no"), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with("mode "))
+            .all(|l| l == "mode 600"),
+        "{log}"
+    );
+    // and the key file is gone: nowhere under weft's home
+    let mut stack = vec![home.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            assert_ne!(e.file_name(), "weft-ssh-key", "{}", e.path().display());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+}

@@ -18,7 +18,8 @@
 //!   or `403` names the secrets (never their values). `auth.oauth2` and
 //!   `auth.clientCert` are refused, not ignored.
 //! - `git: {repo, revision, depth, fetch, singleBranch, branch,
-//!   disableSubmodules, insecureIgnoreHostKey}`: the `git` CLI (no shell, args
+//!   disableSubmodules, insecureIgnoreHostKey, usernameSecret, passwordSecret,
+//!   sshPrivateKeySecret}`: the `git` CLI (no shell, args
 //!   as a vector, `--` before the repository and directory): `clone` (with
 //!   `--depth`, `--branch`, `--single-branch`, `--recurse-submodules` unless
 //!   `disableSubmodules`), `fetch` of the refspecs, `checkout <revision>` (in a
@@ -33,8 +34,13 @@
 //!   gets nothing): a shell function that prints `$WEFT_GIT_USERNAME` and
 //!   `$WEFT_GIT_PASSWORD`, variables set only in that git child's
 //!   environment — never in argv (visible in `/proc`) or the URL, and cut
-//!   from any message git prints. `sshPrivateKeySecret` is refused, not
-//!   ignored. A repository on the engine's own filesystem (`file://…` or a
+//!   from any message git prints. `sshPrivateKeySecret` (ssh repositories):
+//!   the key is written to a 0600 file in the clone's scratch `HOME` (never
+//!   the step's root), given to ssh as its only identity
+//!   (`IdentitiesOnly`, no agent) and deleted when the clone ends; host keys
+//!   are checked unless `insecureIgnoreHostKey` (a scratch `known_hosts`
+//!   starts empty, so in practice an ssh repository needs it, as with Argo
+//!   without a known-hosts config). A repository on the engine's own filesystem (`file://…` or a
 //!   path) is refused, and so is the `file` transport for submodules: the
 //!   clone runs outside the step's sandbox, so it would read what the step
 //!   cannot. `WEFT_GIT_ALLOW_LOCAL_REPOS=1` in weft's environment allows it.
@@ -260,6 +266,8 @@ struct Git<'a> {
     insecure_ignore_host_key: bool,
     /// `usernameSecret` and `passwordSecret` (both, or neither).
     credentials: Option<(SecretSelector, SecretSelector)>,
+    /// `sshPrivateKeySecret`: the key ssh authenticates with.
+    ssh_key: Option<SecretSelector>,
 }
 
 /// Set to `1` to let git artifacts name repositories on the engine's own
@@ -289,13 +297,8 @@ fn local_repos_allowed() -> bool {
 fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
     let repo = str_field(loc, "repo").ok_or_else(|| unsupported("git location without a repo"))?;
     let shown = shown_repo(repo);
-    if given(loc.get("sshPrivateKeySecret")) {
-        return Err(unsupported(format!(
-            "git {shown}: 'sshPrivateKeySecret' is not supported (ssh keys are not passed to \
-             git yet); use an https repository with usernameSecret and passwordSecret"
-        )));
-    }
     let in_repo = |e: ArtifactError| ArtifactError::Secret(format!("git {shown}: {e}"));
+    let ssh_key = SecretSelector::of(loc, "sshPrivateKeySecret").map_err(in_repo)?;
     let credentials = match (
         SecretSelector::of(loc, "usernameSecret").map_err(in_repo)?,
         SecretSelector::of(loc, "passwordSecret").map_err(in_repo)?,
@@ -305,7 +308,7 @@ fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
             if credential_scope(repo).is_none() {
                 return Err(ArtifactError::Secret(format!(
                     "git {shown}: usernameSecret and passwordSecret are for http(s) \
-                     repositories (ssh keys are not supported)"
+                     repositories (an ssh repository takes sshPrivateKeySecret)"
                 )));
             }
             Some((u, p))
@@ -340,6 +343,7 @@ fn parse_git(loc: &Value) -> Result<Git<'_>, ArtifactError> {
         disable_submodules: flag("disableSubmodules"),
         insecure_ignore_host_key: flag("insecureIgnoreHostKey"),
         credentials,
+        ssh_key,
     };
     if g.single_branch && g.branch.is_none() {
         return Err(unsupported(format!(
@@ -472,6 +476,37 @@ impl GitRun<'_> {
     }
 }
 
+/// An ssh private key written for one clone; removed on drop.
+struct KeyFile(String);
+
+impl KeyFile {
+    fn write(home: &Path, key: &str) -> std::io::Result<KeyFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = home.join("weft-ssh-key");
+        let _ = std::fs::remove_file(&p);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)?;
+        // ssh refuses a key without its final newline (a secret often lacks it)
+        f.write_all(key.trim_end().as_bytes())?;
+        f.write_all(b"\n")?;
+        Ok(KeyFile(p.to_string_lossy().into_owned()))
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `s` as one word for the shell git runs `GIT_SSH_COMMAND` with.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 /// [`clone`] with another `git` program (tests: one that is not installed).
 fn clone_with(git: &OsStr, loc: &Value, dest: &Path, home: &Path) -> Result<(), ArtifactError> {
     let g = parse_git(loc)?;
@@ -495,9 +530,27 @@ fn clone_with(git: &OsStr, loc: &Value, dest: &Path, home: &Path) -> Result<(), 
         .chain(credentials.as_ref().map(|c| c.password.0.clone()))
         .filter(|p| !p.is_empty())
         .collect();
-    let mut ssh = String::from(
+    // The key, in a file of the clone's scratch home only ssh reads (0600,
+    // deleted when the clone is done; never in the step's root).
+    let key_file = match &g.ssh_key {
+        None => None,
+        Some(sel) => {
+            let in_repo = |e: ArtifactError| ArtifactError::Secret(format!("git {shown}: {e}"));
+            let key = sel.value("sshPrivateKeySecret").map_err(in_repo)?;
+            Some(
+                KeyFile::write(home, &key.0).map_err(|e| ArtifactError::Store {
+                    repo: shown.clone(),
+                    message: format!("git {shown}: writing the ssh key for the clone: {e}"),
+                })?,
+            )
+        }
+    };
+    let identity = key_file
+        .as_ref()
+        .map_or_else(|| "/dev/null".to_string(), |k| shell_quote(&k.0));
+    let mut ssh = format!(
         "ssh -o BatchMode=yes -o ConnectTimeout=30 -o IdentitiesOnly=yes \
-         -o IdentityAgent=none -o IdentityFile=/dev/null",
+         -o IdentityAgent=none -o IdentityFile={identity}"
     );
     if g.insecure_ignore_host_key {
         ssh.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
@@ -610,12 +663,20 @@ mod tests {
             e.contains("h.example/r.git") && e.contains("both usernameSecret and passwordSecret"),
             "{e}"
         );
-        let e = parse_git(&json!({"repo": "https://h.example/r.git", "sshPrivateKeySecret": {"name": "s", "key": "k"}}))
-            .unwrap_err()
-            .to_string();
+        let e = parse_git(
+            &json!({"repo": "git@h.example:r.git", "sshPrivateKeySecret": {"name": "s"}}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            e.contains("not supported") && e.contains("sshPrivateKeySecret"),
+            e.contains("h.example:r.git") && e.contains("sshPrivateKeySecret"),
             "{e}"
+        );
+        let loc = json!({"repo": "git@h.example:r.git", "sshPrivateKeySecret": {"name": "s", "key": "k"}});
+        let g = parse_git(&loc).unwrap();
+        assert_eq!(
+            g.ssh_key.map(|k| k.env_var()).as_deref(),
+            Some("WEFT_SECRET_S_K")
         );
         let both = json!({"usernameSecret": {"name": "s", "key": "u"}, "passwordSecret": {"name": "s", "key": "p"}});
         let with = |repo: &str| {
