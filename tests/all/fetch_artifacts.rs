@@ -1,7 +1,9 @@
 //! Read-only input artifacts from outside any repository, through `weft run`:
-//! `http` (a loopback server started here; basic auth from secrets) and `git`
-//! (a repository made here with `git init`, cloned over `file://`).
+//! `http` (a loopback server started here; basic auth and OAuth2 client
+//! credentials from secrets) and `git` (a repository made here with `git
+//! init`, cloned over `file://`, and over ssh through a stand-in for sshd).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -41,6 +43,23 @@ fn serve() -> u16 {
     // base64("weft-user:right-password")
     let expected = "Basic d2VmdC11c2VyOnJpZ2h0LXBhc3N3b3Jk";
     let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(|h: HeaderMap, body: String| token(h, body, true)),
+        )
+        .route(
+            "/token-form-only",
+            axum::routing::post(|h: HeaderMap, body: String| token(h, body, false)),
+        )
+        .route(
+            "/bearer",
+            get(|h: HeaderMap| async move {
+                match h.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some("Bearer tok-read+write") => (StatusCode::OK, "bearer data"),
+                    _ => (StatusCode::UNAUTHORIZED, "no token"),
+                }
+            }),
+        )
         .route(
             "/private",
             get(move |h: HeaderMap| async move {
@@ -92,6 +111,46 @@ fn serve() -> u16 {
         });
     });
     port
+}
+
+/// An OAuth2 token endpoint (client credentials) for the client
+/// `app-id`/`app-secret`: authenticated by HTTP Basic (when `basic`) or by the
+/// form's `client_id`/`client_secret`; the token names the scope it was
+/// asked for (`tok-read+write` for the scopes `read` and `write`).
+async fn token(
+    h: axum::http::HeaderMap,
+    body: String,
+    basic: bool,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let form: HashMap<&str, &str> = body
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    if form.get("grant_type") != Some(&"client_credentials")
+        || form.get("audience") != Some(&"weft")
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_request"}"#.into(),
+        );
+    }
+    let by_header = basic
+        && h.get("authorization").and_then(|v| v.to_str().ok())
+            == Some("Basic YXBwLWlkOmFwcC1zZWNyZXQ="); // app-id:app-secret
+    let by_form = form.get("client_id") == Some(&"app-id")
+        && form.get("client_secret") == Some(&"app-secret");
+    if !(by_header || by_form) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"invalid_client"}"#.into(),
+        );
+    }
+    let scope = form.get("scope").copied().unwrap_or("");
+    (
+        StatusCode::OK,
+        format!(r#"{{"access_token":"tok-{scope}","token_type":"Bearer","expires_in":3600}}"#),
+    )
 }
 
 fn http_workflow(port: u16) -> String {
@@ -196,7 +255,7 @@ fn http_input_artifacts_stream_unpack_and_fail_by_name() {
 /// never the password; a redirect to another host drops the credentials;
 /// other auth kinds are refused.
 #[test]
-fn http_basic_auth_from_secrets() {
+fn http_basic_and_oauth2_auth_from_secrets() {
     let port = serve();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let auth = |pass: &str| {
@@ -216,7 +275,8 @@ spec:
       - {{name: wrong, template: wrong, continueOn: {{failed: true, error: true}}}}
       - {{name: elsewhere, template: elsewhere, continueOn: {{failed: true, error: true}}}}
       - {{name: unset, template: unset, continueOn: {{failed: true, error: true}}}}
-      - {{name: oauth, template: oauth, continueOn: {{failed: true, error: true}}}}
+      - {{name: oauth, template: oauth}}
+      - {{name: badclient, template: badclient, continueOn: {{failed: true, error: true}}}}
   - name: ok
     inputs:
       artifacts:
@@ -244,10 +304,25 @@ spec:
       - name: token
         path: /in/t
         http:
-          url: "{private}"
-          auth: {{oauth2: {{clientIDSecret: {{name: web-creds, key: id}}, clientSecretSecret: {{name: web-creds, key: secret}}, tokenURLSecret: {{name: web-creds, key: url}}}}}}
+          url: "{bearer}"
+          auth: {{oauth2: {{clientIDSecret: {{name: app, key: id}}, clientSecretSecret: {{name: app, key: secret}}, tokenURLSecret: {{name: app, key: url}}, scopes: [read, write], endpointParams: [{{key: audience, value: weft}}]}}}}
+      - name: form
+        path: /in/f
+        http:
+          url: "{bearer}"
+          auth: {{oauth2: {{clientIDSecret: {{name: app, key: id}}, clientSecretSecret: {{name: app, key: secret}}, tokenURLSecret: {{name: app, key: formurl}}, scopes: [read, write], endpointParams: [{{key: audience, value: weft}}]}}}}
+    script: {{image: alpine, command: [sh], source: 'echo "$(cat /in/t) $(cat /in/f)"'}}
+  - name: badclient
+    inputs:
+      artifacts:
+      - name: token
+        path: /in/t
+        http:
+          url: "{bearer}"
+          auth: {{oauth2: {{clientIDSecret: {{name: app, key: id}}, clientSecretSecret: {{name: app, key: wrong}}, tokenURLSecret: {{name: app, key: url}}, endpointParams: [{{key: audience, value: weft}}]}}}}
     script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
 "#,
+        bearer = url("/bearer"),
         private = url("/private"),
         to_private = url("/to-private"),
         to_other = url("/to-other-host"),
@@ -264,6 +339,11 @@ spec:
         .env("WEFT_SECRET_WEB_CREDS_PASS", HTTP_PASSWORD)
         .env("WEFT_SECRET_WEB_CREDS_WRONG", wrong_password)
         .env_remove("WEFT_SECRET_WEB_CREDS_NOPE")
+        .env("WEFT_SECRET_APP_ID", "app-id")
+        .env("WEFT_SECRET_APP_SECRET", "app-secret")
+        .env("WEFT_SECRET_APP_WRONG", "not-the-app-secret")
+        .env("WEFT_SECRET_APP_URL", url("/token"))
+        .env("WEFT_SECRET_APP_FORMURL", url("/token-form-only"))
         .args(["run", f.to_str().unwrap(), "-o", "json"])
         .output()
         .expect("weft runs");
@@ -304,9 +384,24 @@ spec:
             && m.contains("WEFT_SECRET_WEB_CREDS_NOPE"),
         "{m}"
     );
-    let m = msg("oauth");
+    // oauth2 client credentials: by HTTP Basic, and where the token URL wants
+    // them in the form, there; the token (for the scopes asked) as a bearer
+    let oauth = node(&wf, "oauth");
+    assert_eq!(oauth["phase"], "Succeeded", "{oauth:#}");
+    assert_eq!(
+        oauth["outputs"]["result"], "bearer data bearer data",
+        "{oauth:#}"
+    );
+    let m = msg("badclient");
     assert!(
-        m.contains("'token'") && m.contains("oauth2") && m.contains("not supported"),
+        m.contains("'token'")
+            && m.contains("oauth2")
+            && m.contains("401")
+            && m.contains("clientSecretSecret secret 'app' (key 'wrong')"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("not-the-app-secret") && !m.contains("/token"),
         "{m}"
     );
     let all = format!("{}{}", stdout(&out), stderr(&out));

@@ -15,8 +15,13 @@
 //!   a [`SecretSelector`] `{name, key}` read from the host environment
 //!   variable `WEFT_SECRET_<NAME>_<KEY>` (upper-cased, `-`/`.` as `_`); reqwest
 //!   drops the `Authorization` header when a redirect changes host. A `401`
-//!   or `403` names the secrets (never their values). `auth.oauth2` and
-//!   `auth.clientCert` are refused, not ignored.
+//!   or `403` names the secrets (never their values). `auth.oauth2:
+//!   {clientIDSecret, clientSecretSecret, tokenURLSecret, scopes,
+//!   endpointParams}`: a client-credentials token (HTTP Basic client
+//!   authentication, then the form if the server refuses it, as Go's
+//!   `clientcredentials` for Argo) sent as `Authorization: Bearer`, dropped on
+//!   a redirect to another host like the basic header. `auth.clientCert` is
+//!   refused, not ignored.
 //! - `git: {repo, revision, depth, fetch, singleBranch, branch,
 //!   disableSubmodules, insecureIgnoreHostKey, usernameSecret, passwordSecret,
 //!   sshPrivateKeySecret}`: the `git` CLI (no shell, args
@@ -118,7 +123,7 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
             ))
         })?;
     let shown = redact(&url);
-    let basic = basic_auth(loc, &shown)?;
+    let auth = http_auth(loc, &shown)?;
     let mut headers = reqwest::header::HeaderMap::new();
     for h in loc
         .get("headers")
@@ -145,9 +150,17 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
     let stalled = || failed(format!("no data for {}s", IDLE.as_secs()));
     block_on(async {
         let mut req = client.get(url.clone()).headers(headers);
-        if let Some(b) = &basic {
-            // marked sensitive: reqwest drops it on a redirect to another host
-            req = req.basic_auth(&b.username.0, Some(&b.password.0));
+        // both marked sensitive: reqwest drops them on a redirect to another host
+        match &auth {
+            Some(Auth::Basic(b)) => req = req.basic_auth(&b.username.0, Some(&b.password.0)),
+            Some(Auth::OAuth2(o)) => {
+                let token = o
+                    .token(&client)
+                    .await
+                    .map_err(|e| failed(format!("oauth2: {e}")))?;
+                req = req.bearer_auth(token);
+            }
+            None => {}
         }
         let send = req.send();
         let mut resp = tokio::time::timeout(IDLE, send)
@@ -161,7 +174,7 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
             });
         }
         if !status.is_success() {
-            let auth = match &basic {
+            let auth = match &auth {
                 // reqwest's rule for dropping sensitive headers on a redirect
                 Some(_)
                     if matches!(status.as_u16(), 401 | 403)
@@ -171,10 +184,13 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
                 {
                     " (after a redirect to another host, which gets no credentials)".to_string()
                 }
-                Some(b) if matches!(status.as_u16(), 401 | 403) => format!(
+                Some(Auth::Basic(b)) if matches!(status.as_u16(), 401 | 403) => format!(
                     " (basic auth with usernameSecret {} and passwordSecret {})",
                     b.username_ref, b.password_ref
                 ),
+                Some(Auth::OAuth2(o)) if matches!(status.as_u16(), 401 | 403) => {
+                    format!(" (an oauth2 token from {})", o.refs)
+                }
                 _ => String::new(),
             };
             return Err(failed(format!("the server answered {status}{auth}")));
@@ -208,29 +224,61 @@ struct BasicAuth {
     password_ref: SecretSelector,
 }
 
-/// The `auth` of an `http` location: `basicAuth` resolved, the other kinds
-/// refused. `shown`: the URL as messages show it.
-fn basic_auth(loc: &Value, shown: &str) -> Result<Option<BasicAuth>, ArtifactError> {
+/// OAuth2 client credentials (Argo's `auth.oauth2`): a token is fetched from
+/// the token URL and sent as `Authorization: Bearer`.
+struct OAuth2 {
+    client_id: Secret,
+    client_secret: Secret,
+    token_url: Secret,
+    scopes: Vec<String>,
+    params: Vec<(String, String)>,
+    /// The selectors, for messages: never the values.
+    refs: String,
+}
+
+/// How a download authenticates.
+enum Auth {
+    Basic(BasicAuth),
+    OAuth2(OAuth2),
+}
+
+/// The `auth` of an `http` location: `basicAuth` or `oauth2` resolved,
+/// `clientCert` refused. `shown`: the URL as messages show it.
+fn http_auth(loc: &Value, shown: &str) -> Result<Option<Auth>, ArtifactError> {
     let Some(auth) = loc.get("auth").filter(|a| given(Some(a))) else {
         return Ok(None);
     };
-    let refused: Vec<&str> = auth
+    let kinds: Vec<&str> = auth
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(k, v)| k.as_str() != "basicAuth" && given(Some(v)))
+        .filter(|(_, v)| given(Some(v)))
         .map(|(k, _)| k.as_str())
+        .collect();
+    let refused: Vec<&str> = kinds
+        .iter()
+        .copied()
+        .filter(|k| !matches!(*k, "basicAuth" | "oauth2"))
         .collect();
     if !refused.is_empty() || !auth.is_object() {
         return Err(unsupported(format!(
-            "GET {shown}: auth {} is not supported (only basicAuth: {{usernameSecret, \
-             passwordSecret}} is)",
+            "GET {shown}: auth {} is not supported (basicAuth: {{usernameSecret, \
+             passwordSecret}} and oauth2: {{clientIDSecret, clientSecretSecret, \
+             tokenURLSecret, scopes, endpointParams}} are)",
             if refused.is_empty() {
                 format!("{auth}")
             } else {
                 refused.join(", ")
             }
         )));
+    }
+    if kinds.len() > 1 {
+        return Err(unsupported(format!(
+            "GET {shown}: give one of auth.basicAuth and auth.oauth2, not both"
+        )));
+    }
+    if let Some(o) = auth.get("oauth2").filter(|b| given(Some(b))) {
+        return oauth2(o, shown).map(|o| Some(Auth::OAuth2(o)));
     }
     let Some(basic) = auth.get("basicAuth").filter(|b| given(Some(b))) else {
         return Ok(None);
@@ -243,12 +291,137 @@ fn basic_auth(loc: &Value, shown: &str) -> Result<Option<BasicAuth>, ArtifactErr
             "GET {shown}: basicAuth needs both usernameSecret and passwordSecret"
         )));
     };
-    Ok(Some(BasicAuth {
+    Ok(Some(Auth::Basic(BasicAuth {
         username: username_ref.value("usernameSecret").map_err(in_auth)?,
         password: password_ref.value("passwordSecret").map_err(in_auth)?,
         username_ref,
         password_ref,
-    }))
+    })))
+}
+
+fn oauth2(o: &Value, shown: &str) -> Result<OAuth2, ArtifactError> {
+    let in_auth = |e: ArtifactError| ArtifactError::Secret(format!("GET {shown}: oauth2 {e}"));
+    let sel = |f: &str| -> Result<SecretSelector, ArtifactError> {
+        SecretSelector::of(o, f).map_err(in_auth)?.ok_or_else(|| {
+            ArtifactError::Secret(format!(
+                "GET {shown}: oauth2 needs clientIDSecret, clientSecretSecret and tokenURLSecret \
+                 ({f} is missing)"
+            ))
+        })
+    };
+    let (id, secret, url) = (
+        sel("clientIDSecret")?,
+        sel("clientSecretSecret")?,
+        sel("tokenURLSecret")?,
+    );
+    let strings = |f: &str| -> Vec<String> {
+        o.get(f)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let params = o
+        .get("endpointParams")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let k = p.get("key").and_then(Value::as_str)?;
+            Some((
+                k.to_string(),
+                p.get("value")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            ))
+        })
+        .collect();
+    Ok(OAuth2 {
+        client_id: id.value("clientIDSecret").map_err(in_auth)?,
+        client_secret: secret.value("clientSecretSecret").map_err(in_auth)?,
+        token_url: url.value("tokenURLSecret").map_err(in_auth)?,
+        scopes: strings("scopes"),
+        params,
+        refs: format!("clientIDSecret {id}, clientSecretSecret {secret}, tokenURLSecret {url}"),
+    })
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut u = reqwest::Url::parse("weft:form").expect("a valid URL");
+    u.query_pairs_mut().extend_pairs(pairs);
+    u.query().unwrap_or_default().to_string()
+}
+
+impl OAuth2 {
+    /// The client-credentials grant (RFC 6749 §4.4), as Go's `clientcredentials`
+    /// does it for Argo: the client authenticates with HTTP Basic, and if the
+    /// server refuses that, again with the credentials in the form.
+    async fn token(&self, client: &reqwest::Client) -> Result<String, String> {
+        let scope = self.scopes.join(" ");
+        let mut base: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        if !scope.is_empty() {
+            base.push(("scope", &scope));
+        }
+        base.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let url = reqwest::Url::parse(&self.token_url.0)
+            .map_err(|_| format!("the token URL ({}) is not a URL", self.refs))?;
+        let mut last = String::new();
+        for in_body in [false, true] {
+            let mut pairs = base.clone();
+            if in_body {
+                pairs.push(("client_id", &self.client_id.0));
+                pairs.push(("client_secret", &self.client_secret.0));
+            }
+            let mut req = client
+                .post(url.clone())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .header(reqwest::header::ACCEPT, "application/json")
+                .body(form(&pairs));
+            if !in_body {
+                req = req.basic_auth(&self.client_id.0, Some(&self.client_secret.0));
+            }
+            let resp = tokio::time::timeout(IDLE, req.send())
+                .await
+                .map_err(|_| format!("no answer from the token URL for {}s", IDLE.as_secs()))?
+                .map_err(|e| format!("fetching the oauth2 token ({}): {}", self.refs, chain(&e)))?;
+            let status = resp.status();
+            if status.is_success() {
+                let bytes = resp.bytes().await.map_err(|e| {
+                    format!(
+                        "reading the oauth2 token answer ({}): {}",
+                        self.refs,
+                        chain(&e)
+                    )
+                })?;
+                let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!("the oauth2 token answer is not JSON ({}): {e}", self.refs)
+                })?;
+                return body
+                    .get("access_token")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        format!(
+                            "the oauth2 token answer has no access_token ({})",
+                            self.refs
+                        )
+                    });
+            }
+            last = format!("the token URL answered {status} ({})", self.refs);
+            if !matches!(status.as_u16(), 400 | 401) {
+                break;
+            }
+        }
+        Err(last)
+    }
 }
 
 // ---------------------------------------------------------------- git
@@ -739,7 +912,7 @@ mod tests {
         let g = parse_git(&loc).unwrap();
         assert_eq!(g.depth, Some(2));
         assert!(g.credentials.is_none());
-        // http: basicAuth needs both selectors; other auth kinds are refused
+        // http: basicAuth needs both selectors, oauth2 all three; clientCert is refused
         let get = |auth: Value| {
             download(
                 &json!({"url": "https://h.example/x?sig=abc", "auth": auth}),
@@ -752,7 +925,15 @@ mod tests {
         assert!(e.contains("needs both") && e.contains("h.example/x"), "{e}");
         assert!(!e.contains("sig=abc"), "{e}");
         let e = get(json!({"oauth2": {"clientIDSecret": {"name": "s", "key": "i"}}}));
-        assert!(e.contains("not supported") && e.contains("oauth2"), "{e}");
+        assert!(
+            e.contains("oauth2 needs") && e.contains("clientSecretSecret is missing"),
+            "{e}"
+        );
+        let e = get(
+            json!({"oauth2": {"clientIDSecret": {"name": "s", "key": "i"}},
+            "basicAuth": {"usernameSecret": {"name": "s", "key": "u"}}}),
+        );
+        assert!(e.contains("not both"), "{e}");
         let e = get(
             json!({"clientCert": {"clientCertSecret": {"name": "s", "key": "c"}}, "basicAuth": {}}),
         );
