@@ -429,14 +429,19 @@ fn git(dir: &Path, args: &[&str]) -> String {
     stdout(&out).trim().to_string()
 }
 
+/// A new repository in `r` (branch `main`) whose first commit has `file.txt`.
+fn first_commit(r: &Path, file: &str) {
+    git(r, &["init", "-q", "-b", "main"]);
+    std::fs::write(r.join("file.txt"), file).unwrap();
+    git(r, &["add", "file.txt"]);
+    git(r, &["commit", "-q", "-m", "first"]);
+}
+
 #[test]
 fn git_input_artifacts_check_out_revisions() {
     let src = tempfile::tempdir().unwrap();
     let r = src.path();
-    git(r, &["init", "-q", "-b", "main"]);
-    std::fs::write(r.join("file.txt"), "one\n").unwrap();
-    git(r, &["add", "file.txt"]);
-    git(r, &["commit", "-q", "-m", "first"]);
+    first_commit(r, "one\n");
     let first = git(r, &["rev-parse", "HEAD"]);
     std::fs::write(r.join("file.txt"), "two\n").unwrap();
     std::fs::create_dir(r.join("docs")).unwrap();
@@ -565,10 +570,7 @@ exec sh -c "$*"
 fn git_over_ssh_takes_its_key_from_a_secret() {
     let src = tempfile::tempdir().unwrap();
     let r = src.path();
-    git(r, &["init", "-q", "-b", "main"]);
-    std::fs::write(r.join("file.txt"), "over ssh\n").unwrap();
-    git(r, &["add", "file.txt"]);
-    git(r, &["commit", "-q", "-m", "first"]);
+    first_commit(r, "over ssh\n");
     let home = Home::new();
     let bin = home.path().join("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
