@@ -1,6 +1,6 @@
 //! Read-only input artifacts from outside any repository, through `weft run`:
-//! `http` (a loopback server started here; basic auth and OAuth2 client
-//! credentials from secrets) and `git` (a repository made here with `git
+//! `http` (a loopback server started here; basic auth, OAuth2 client
+//! credentials and TLS client certificates from secrets) and `git` (a repository made here with `git
 //! init`, cloned over `file://`, and over ssh through a stand-in for sshd).
 
 use std::collections::HashMap;
@@ -651,4 +651,59 @@ spec:
             }
         }
     }
+}
+
+/// `auth.clientCert`: a server that admits only clients with a certificate
+/// from its CA (weft trusts the CA through `SSL_CERT_FILE`, as the system's
+/// roots would) serves the artifact to weft presenting the secret's
+/// certificate and key, and not without them.
+#[test]
+fn http_client_certificates_from_secrets() {
+    let tls = serve_tls(true);
+    let (cert, key) = tls.client.clone().unwrap();
+    let url = format!("https://127.0.0.1:{}/ok", tls.port);
+    let yaml = format!(
+        r#"kind: Workflow
+metadata: {{generateName: http-mtls-}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: with, template: with}}
+      - {{name: without, template: without, continueOn: {{failed: true, error: true}}}}
+  - name: with
+    inputs:
+      artifacts:
+      - {{name: page, path: /in/p, http: {{url: "{url}", auth: {{clientCert: {{clientCertSecret: {{name: tls, key: crt}}, clientKeySecret: {{name: tls, key: key}}}}}}}}}}
+    script: {{image: alpine, command: [sh], source: "cat /in/p"}}
+  - name: without
+    inputs:
+      artifacts:
+      - {{name: page, path: /in/p, http: {{url: "{url}"}}}}
+    script: {{image: alpine, command: [sh], source: "echo ran anyway"}}
+"#
+    );
+    let home = Home::new();
+    let ca = home.file("ca.pem", &tls.ca_pem);
+    let f = home.file("mtls.yaml", &yaml);
+    let out = home
+        .cmd()
+        .env("SSL_CERT_FILE", &ca)
+        .env("WEFT_SECRET_TLS_CRT", &cert)
+        .env("WEFT_SECRET_TLS_KEY", &key)
+        .args(["run", f.to_str().unwrap(), "-o", "json"])
+        .output()
+        .expect("weft runs");
+    let wf = json(&out);
+    let with = node(&wf, "with");
+    assert_eq!(with["phase"], "Succeeded", "{with:#}\n{}", stderr(&out));
+    assert_eq!(with["outputs"]["result"], "hello over tls");
+    let without = node(&wf, "without");
+    assert_eq!(without["phase"], "Error", "{without:#}");
+    let m = without["message"].as_str().unwrap();
+    assert!(m.contains("'page'") && m.contains(&url), "{m}");
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    let key_body = key.lines().nth(1).unwrap();
+    assert!(!all.contains(key_body), "the key leaked: {all}");
 }

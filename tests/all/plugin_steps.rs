@@ -4,8 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -223,87 +222,17 @@ spec:
     );
 }
 
-/// An https server on 127.0.0.1 (rustls; its certificate, for the IP
-/// 127.0.0.1, issued by a CA made here): `/ok` → 200 `hello over tls`, else
-/// 404. Returns the port, the CA certificate (PEM) and the count of TCP
-/// connections it accepted; lives until the test process exits.
-fn serve_tls() -> (u16, String, Arc<AtomicUsize>) {
-    use tokio_rustls::rustls;
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "weft test CA");
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            while let Ok((sock, _)) = l.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(sock).await else {
-                        return; // e.g. a client that does not trust the CA
-                    };
-                    let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
-                        let _: &hyper::body::Incoming = req.body();
-                        let (status, body) = match req.uri().path() {
-                            "/ok" => (200, "hello over tls"),
-                            _ => (404, "no such thing"),
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .header("content-type", "text/plain")
-                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-    });
-    (port, ca.pem(), accepted)
-}
-
 /// `https` through the http capability: trusted through the grant's
 /// `http_ca_certs` (a path relative to weft.toml), refused without it, and a
 /// host outside the allow-list is refused before any connection is made.
 #[test]
 fn https_templates_trust_granted_cas_and_keep_the_allow_list() {
-    let (port, ca_pem, accepted) = serve_tls();
+    let TlsServer {
+        port,
+        ca_pem,
+        accepted,
+        ..
+    } = serve_tls(false);
     let yaml = format!(
         r#"kind: Workflow
 metadata: {{generateName: https-}}

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub fn weft_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weft")
@@ -280,4 +282,115 @@ pub fn install_pinned(dir: &Path, ready: &Path, how: Pinned) -> Result<(), Strin
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// An https server on 127.0.0.1 (rustls; its certificate, for the IP
+/// 127.0.0.1, issued by a CA made here): `/ok` → 200 `hello over tls`, else
+/// 404. With `client_auth`, only clients presenting a certificate issued by
+/// that CA get through the handshake (one is made for the test). Lives until
+/// the test process exits.
+pub struct TlsServer {
+    pub port: u16,
+    /// The CA's certificate (PEM).
+    pub ca_pem: String,
+    /// TCP connections accepted.
+    pub accepted: Arc<AtomicUsize>,
+    /// With `client_auth`: a client certificate and its key (PEM) the server accepts.
+    pub client: Option<(String, String)>,
+}
+
+pub fn serve_tls(client_auth: bool) -> TlsServer {
+    use tokio_rustls::rustls;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "weft test CA");
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let (builder, client) = if client_auth {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "weft test client");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = params.signed_by(&client_key, &ca).unwrap();
+        (
+            builder.with_client_cert_verifier(verifier),
+            Some((client_cert.pem(), client_key.serialize_pem())),
+        )
+    } else {
+        (builder.with_no_client_auth(), None)
+    };
+    let config = builder
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            while let Ok((sock, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(sock).await else {
+                        return; // e.g. a client that does not trust the CA, or has no certificate
+                    };
+                    let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                        let _: &hyper::body::Incoming = req.body();
+                        let (status, body) = match req.uri().path() {
+                            "/ok" => (200, "hello over tls"),
+                            _ => (404, "no such thing"),
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "text/plain")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    TlsServer {
+        port,
+        ca_pem: ca.pem(),
+        accepted,
+        client,
+    }
 }

@@ -20,8 +20,9 @@
 //!   endpointParams}`: a client-credentials token (HTTP Basic client
 //!   authentication, then the form if the server refuses it, as Go's
 //!   `clientcredentials` for Argo) sent as `Authorization: Bearer`, dropped on
-//!   a redirect to another host like the basic header. `auth.clientCert` is
-//!   refused, not ignored.
+//!   a redirect to another host like the basic header. `auth.clientCert:
+//!   {clientCertSecret, clientKeySecret}` (PEM): presented in the TLS
+//!   handshake by a client of that download's own.
 //! - `git: {repo, revision, depth, fetch, singleBranch, branch,
 //!   disableSubmodules, insecureIgnoreHostKey, usernameSecret, passwordSecret,
 //!   sshPrivateKeySecret}`: the `git` CLI (no shell, args
@@ -59,7 +60,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{ArtifactError, Secret, SecretSelector};
-use crate::host::http::{artifact_client, chain, redact};
+use crate::host::http::{artifact_client, artifact_client_with_identity, chain, redact};
 
 /// The longest wait for a response's headers or its next bytes.
 pub const IDLE: Duration = Duration::from_secs(120);
@@ -142,7 +143,21 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
         })?;
         headers.append(name, value);
     }
-    let client = artifact_client().map_err(|e| unsupported(format!("GET {shown}: {e}")))?;
+    let client = match &auth {
+        Some(Auth::ClientCert(c)) => {
+            let pem = format!("{}\n{}\n", c.cert.0.trim_end(), c.key.0.trim_end());
+            let id = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
+                ArtifactError::Secret(format!(
+                    "GET {shown}: clientCert ({}) is not a PEM certificate and key: {}",
+                    c.refs,
+                    chain(&e)
+                ))
+            })?;
+            artifact_client_with_identity(id)
+        }
+        _ => artifact_client(),
+    }
+    .map_err(|e| unsupported(format!("GET {shown}: {e}")))?;
     let failed = |what: String| ArtifactError::Store {
         repo: shown.clone(),
         message: format!("GET {shown}: {what}"),
@@ -160,7 +175,8 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
                     .map_err(|e| failed(format!("oauth2: {e}")))?;
                 req = req.bearer_auth(token);
             }
-            None => {}
+            // presented in the TLS handshake, by this request's own client
+            Some(Auth::ClientCert(_)) | None => {}
         }
         let send = req.send();
         let mut resp = tokio::time::timeout(IDLE, send)
@@ -190,6 +206,9 @@ pub fn download(loc: &Value, dest: &Path) -> Result<Http, ArtifactError> {
                 ),
                 Some(Auth::OAuth2(o)) if matches!(status.as_u16(), 401 | 403) => {
                     format!(" (an oauth2 token from {})", o.refs)
+                }
+                Some(Auth::ClientCert(c)) if matches!(status.as_u16(), 401 | 403) => {
+                    format!(" (client certificate {})", c.refs)
                 }
                 _ => String::new(),
             };
@@ -236,14 +255,22 @@ struct OAuth2 {
     refs: String,
 }
 
+/// A TLS client certificate and its key (PEM), from `auth.clientCert`.
+struct ClientCert {
+    cert: Secret,
+    key: Secret,
+    refs: String,
+}
+
 /// How a download authenticates.
 enum Auth {
     Basic(BasicAuth),
     OAuth2(OAuth2),
+    ClientCert(ClientCert),
 }
 
-/// The `auth` of an `http` location: `basicAuth` or `oauth2` resolved,
-/// `clientCert` refused. `shown`: the URL as messages show it.
+/// The `auth` of an `http` location: `basicAuth`, `oauth2` or `clientCert`
+/// resolved. `shown`: the URL as messages show it.
 fn http_auth(loc: &Value, shown: &str) -> Result<Option<Auth>, ArtifactError> {
     let Some(auth) = loc.get("auth").filter(|a| given(Some(a))) else {
         return Ok(None);
@@ -258,13 +285,14 @@ fn http_auth(loc: &Value, shown: &str) -> Result<Option<Auth>, ArtifactError> {
     let refused: Vec<&str> = kinds
         .iter()
         .copied()
-        .filter(|k| !matches!(*k, "basicAuth" | "oauth2"))
+        .filter(|k| !matches!(*k, "basicAuth" | "oauth2" | "clientCert"))
         .collect();
     if !refused.is_empty() || !auth.is_object() {
         return Err(unsupported(format!(
             "GET {shown}: auth {} is not supported (basicAuth: {{usernameSecret, \
-             passwordSecret}} and oauth2: {{clientIDSecret, clientSecretSecret, \
-             tokenURLSecret, scopes, endpointParams}} are)",
+             passwordSecret}}, oauth2: {{clientIDSecret, clientSecretSecret, \
+             tokenURLSecret, scopes, endpointParams}} and clientCert: {{clientCertSecret, \
+             clientKeySecret}} are)",
             if refused.is_empty() {
                 format!("{auth}")
             } else {
@@ -274,8 +302,26 @@ fn http_auth(loc: &Value, shown: &str) -> Result<Option<Auth>, ArtifactError> {
     }
     if kinds.len() > 1 {
         return Err(unsupported(format!(
-            "GET {shown}: give one of auth.basicAuth and auth.oauth2, not both"
+            "GET {shown}: give one of auth.basicAuth, auth.oauth2 and auth.clientCert, not {}",
+            kinds.join(" and ")
         )));
+    }
+    if let Some(c) = auth.get("clientCert").filter(|b| given(Some(b))) {
+        let in_auth =
+            |e: ArtifactError| ArtifactError::Secret(format!("GET {shown}: clientCert {e}"));
+        let (Some(cert), Some(key)) = (
+            SecretSelector::of(c, "clientCertSecret").map_err(in_auth)?,
+            SecretSelector::of(c, "clientKeySecret").map_err(in_auth)?,
+        ) else {
+            return Err(ArtifactError::Secret(format!(
+                "GET {shown}: clientCert needs both clientCertSecret and clientKeySecret"
+            )));
+        };
+        return Ok(Some(Auth::ClientCert(ClientCert {
+            cert: cert.value("clientCertSecret").map_err(in_auth)?,
+            key: key.value("clientKeySecret").map_err(in_auth)?,
+            refs: format!("clientCertSecret {cert}, clientKeySecret {key}"),
+        })));
     }
     if let Some(o) = auth.get("oauth2").filter(|b| given(Some(b))) {
         return oauth2(o, shown).map(|o| Some(Auth::OAuth2(o)));
@@ -912,7 +958,7 @@ mod tests {
         let g = parse_git(&loc).unwrap();
         assert_eq!(g.depth, Some(2));
         assert!(g.credentials.is_none());
-        // http: basicAuth needs both selectors, oauth2 all three; clientCert is refused
+        // http: basicAuth and clientCert need both selectors, oauth2 all three; other kinds are refused
         let get = |auth: Value| {
             download(
                 &json!({"url": "https://h.example/x?sig=abc", "auth": auth}),
@@ -933,14 +979,19 @@ mod tests {
             json!({"oauth2": {"clientIDSecret": {"name": "s", "key": "i"}},
             "basicAuth": {"usernameSecret": {"name": "s", "key": "u"}}}),
         );
-        assert!(e.contains("not both"), "{e}");
+        assert!(
+            e.contains("give one of") && e.contains("not oauth2 and basicAuth"),
+            "{e}"
+        );
         let e = get(
             json!({"clientCert": {"clientCertSecret": {"name": "s", "key": "c"}}, "basicAuth": {}}),
         );
         assert!(
-            e.contains("clientCert") && e.contains("not supported"),
+            e.contains("clientCert needs both clientCertSecret and clientKeySecret"),
             "{e}"
         );
+        let e = get(json!({"digest": {"user": "u"}}));
+        assert!(e.contains("digest") && e.contains("not supported"), "{e}");
         let e = get(json!({"basicAuth": {
             "usernameSecret": {"name": "weft-unit-unset", "key": "u"},
             "passwordSecret": {"name": "weft-unit-unset", "key": "p"}}}));

@@ -43,6 +43,20 @@ fn clients() -> &'static Mutex<HashMap<ClientKey, reqwest::Client>> {
     CLIENTS.get_or_init(Mutex::default)
 }
 
+/// A client for `purpose`: its timeouts, redirect policy and user agent.
+fn client_builder(purpose: Purpose) -> reqwest::ClientBuilder {
+    let b = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(match purpose {
+            Purpose::Capability => reqwest::redirect::Policy::none(),
+            Purpose::Artifact => reqwest::redirect::Policy::limited(10),
+        });
+    match purpose {
+        Purpose::Capability => b,
+        Purpose::Artifact => b.user_agent(concat!("weft/", env!("CARGO_PKG_VERSION"))),
+    }
+}
+
 /// The shared client for `purpose` trusting the system roots and `extra_ca`
 /// (PEM files, each one or more certificates). An error names the file.
 fn shared(purpose: Purpose, extra_ca: &[PathBuf]) -> Result<reqwest::Client, String> {
@@ -65,16 +79,7 @@ fn shared(purpose: Purpose, extra_ca: &[PathBuf]) -> Result<reqwest::Client, Str
         certs.extend(found);
     }
     let builder = |certs: Vec<reqwest::Certificate>, only: bool| {
-        let b = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .redirect(match purpose {
-                Purpose::Capability => reqwest::redirect::Policy::none(),
-                Purpose::Artifact => reqwest::redirect::Policy::limited(10),
-            });
-        let b = match purpose {
-            Purpose::Capability => b,
-            Purpose::Artifact => b.user_agent(concat!("weft/", env!("CARGO_PKG_VERSION"))),
-        };
+        let b = client_builder(purpose);
         if only {
             b.tls_certs_only(certs)
         } else {
@@ -105,6 +110,17 @@ fn shared(purpose: Purpose, extra_ca: &[PathBuf]) -> Result<reqwest::Client, Str
 /// redirects (credentials headers dropped when a redirect changes host).
 pub(crate) fn artifact_client() -> Result<reqwest::Client, String> {
     shared(Purpose::Artifact, &[])
+}
+
+/// A client for one `http` input artifact that presents a TLS client
+/// certificate (`auth.clientCert`): as [`artifact_client`], not shared.
+pub(crate) fn artifact_client_with_identity(
+    identity: reqwest::Identity,
+) -> Result<reqwest::Client, String> {
+    client_builder(Purpose::Artifact)
+        .identity(identity)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {}", chain(&e)))
 }
 
 /// An error with its causes (`reqwest`'s own message alone says little: the
