@@ -263,12 +263,6 @@ fn layer(
     root: &Path,
     dest: &Path,
 ) -> Result<Option<PathBuf>, ArtifactError> {
-    let Some(r) = repo.open(key)? else {
-        return Ok(None);
-    };
-    if is_tgz(r) {
-        return Ok(None);
-    }
     let (Some(parent), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str()))
     else {
         return Ok(None);
@@ -279,8 +273,18 @@ fn layer(
     let Ok(rel) = parent.strip_prefix(&canon_root) else {
         return Ok(None);
     };
+    // linked first, then looked at: a repository that cannot link (an object
+    // store) costs no request here
     layers::stage(layers, root, rel, name, |lower| {
-        repo.link_to(key, lower).map_err(std::io::Error::other)
+        if !repo.link_to(key, lower).map_err(std::io::Error::other)? {
+            return Ok(false);
+        }
+        if is_tgz(File::open(lower)?) {
+            // a gzip'd tar is unpacked, not layered
+            std::fs::remove_file(lower)?;
+            return Ok(false);
+        }
+        Ok(true)
     })
     .map_err(ArtifactError::io("staging an input artifact layer"))
 }
