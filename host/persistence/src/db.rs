@@ -355,6 +355,7 @@ impl Encode<'_, Postgres> for JsonText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_engine::runtime::CommitBatch;
 
     #[test]
     fn sqlite_urls() {
@@ -371,6 +372,63 @@ mod tests {
             Some(PathBuf::from("a.db"))
         );
         assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    /// A store written before the spec had its own table (migrations 1 and 2)
+    /// opens with its workflows intact: migration 3 moves every spec over,
+    /// and reading, committing and deleting work on the moved rows.
+    #[tokio::test]
+    async fn an_older_store_keeps_its_workflow_specs_through_migration_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.db");
+        let old = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = old.connect().await.unwrap();
+        SQLITE_MIGRATIONS.run_to(2, &mut conn).await.unwrap();
+        let spec =
+            serde_json::json!({"spec": {"entrypoint": "main", "templates": [{"name": "main"}]}});
+        sqlx::query(
+            "INSERT INTO workflows (uid, namespace, name, phase, created_ms, workflow, status) \
+             VALUES ('u1', 'default', 'old-wf', 'Running', 1, $1, '{}')",
+        )
+        .bind(spec.to_string())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let db = Db::open(&StoreOptions::sqlite(&path)).await.unwrap();
+        let (wf, _) = db
+            .load_workflow("default", "old-wf")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(wf.workflow, spec);
+        assert_eq!(wf.phase, "Running");
+        let Db::Sqlite(sq) = &db else { unreachable!() };
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('workflows')")
+                .fetch_all(&sq.reader)
+                .await
+                .unwrap();
+        assert!(!columns.iter().any(|c| c == "workflow"), "{columns:?}");
+        let mut wf = wf;
+        wf.phase = "Succeeded".into();
+        db.commit(&CommitBatch {
+            workflows: vec![wf],
+            ..CommitBatch::default()
+        })
+        .await
+        .unwrap();
+        let wf = db.get_workflow("default", "old-wf").await.unwrap().unwrap();
+        assert_eq!((wf.phase.as_str(), &wf.workflow), ("Succeeded", &spec));
+        assert_eq!(db.delete_workflow("default", "old-wf").await.unwrap(), "u1");
+        let specs: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_specs")
+            .fetch_one(&sq.reader)
+            .await
+            .unwrap();
+        assert_eq!(specs, 0, "the spec goes with its workflow");
     }
 
     /// The sync-free creation path (`durability = "process"`) leaves the same

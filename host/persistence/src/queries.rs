@@ -25,7 +25,12 @@ use crate::error::{Ctx, Error};
 /// SQLite's (32,766) and PostgreSQL's (65,535) limits.
 const MAX_CHUNK: usize = 512;
 
-const WORKFLOW_COLUMNS: &str = "uid, namespace, name, phase, created_ms, started_ms, finished_ms, message, labels, workflow, status";
+/// A workflow's columns, selected `FROM {WORKFLOWS}`.
+const WORKFLOW_COLUMNS: &str = "w.uid, w.namespace, w.name, w.phase, w.created_ms, w.started_ms, \
+     w.finished_ms, w.message, w.labels, s.workflow, w.status";
+/// The workflow rows with their specs (which live in their own table: an
+/// UPDATE of a row rewrites all of it, and commits update the status often).
+const WORKFLOWS: &str = "workflows w JOIN workflow_specs s ON s.uid = w.uid";
 
 #[derive(sqlx::FromRow)]
 struct WorkflowRow {
@@ -276,31 +281,40 @@ impl Db {
         lease: Option<(&str, i64)>,
     ) -> Result<(), Error> {
         const SQL: &str = "INSERT INTO workflows (uid, namespace, name, phase, created_ms, started_ms, \
-             finished_ms, message, labels, workflow, status, lease_owner, lease_expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+             finished_ms, message, labels, status, lease_owner, lease_expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        const SPEC: &str = "INSERT INTO workflow_specs (uid, workflow) VALUES ($1, $2)";
         const OP: &str = "create_workflow: insert into workflows";
         let workflow = JsonText::of(&wf.workflow, OP)?;
         let status = JsonText::of(&wf.status, OP)?;
-        let res = on_pool!(self, writer, |pool| {
-            sqlx::query(SQL)
-                .bind(&wf.uid)
-                .bind(&wf.namespace)
-                .bind(&wf.name)
-                .bind(&wf.phase)
-                .bind(wf.created_ms)
-                .bind(wf.started_ms)
-                .bind(wf.finished_ms)
-                .bind(&wf.message)
-                .bind(Json(&wf.labels))
-                .bind(workflow)
-                .bind(status)
-                .bind(lease.map(|l| l.0))
-                .bind(lease.map(|l| l.1))
-                .execute(pool)
-                .await
-                .ctx(OP)
-                .map(|done| done.rows_affected())
-        });
+        let res: Result<(), Error> = async {
+            in_write_tx!(self, "create_workflow: transaction", |tx| {
+                sqlx::query(SQL)
+                    .bind(&wf.uid)
+                    .bind(&wf.namespace)
+                    .bind(&wf.name)
+                    .bind(&wf.phase)
+                    .bind(wf.created_ms)
+                    .bind(wf.started_ms)
+                    .bind(wf.finished_ms)
+                    .bind(&wf.message)
+                    .bind(Json(&wf.labels))
+                    .bind(status)
+                    .bind(lease.map(|l| l.0))
+                    .bind(lease.map(|l| l.1))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx(OP)?;
+                sqlx::query(SPEC)
+                    .bind(&wf.uid)
+                    .bind(workflow)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("create_workflow: insert into workflow_specs")?;
+            });
+            Ok(())
+        }
+        .await;
         match res {
             Err(e) if e.is_unique_violation() => Err(Error::AlreadyExists {
                 kind: "workflow",
@@ -492,7 +506,9 @@ impl Db {
     ) -> Result<Option<(WorkflowRecord, Vec<NodeRecord>)>, Error> {
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| {
-            format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE namespace = $1 AND name = $2")
+            format!(
+                "SELECT {WORKFLOW_COLUMNS} FROM {WORKFLOWS} WHERE w.namespace = $1 AND w.name = $2"
+            )
         });
         const NODES: &str =
             "SELECT node_id, phase, data FROM nodes WHERE workflow_uid = $1 ORDER BY node_id";
@@ -529,7 +545,9 @@ impl Db {
     ) -> Result<Option<WorkflowRecord>, Error> {
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| {
-            format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE namespace = $1 AND name = $2")
+            format!(
+                "SELECT {WORKFLOW_COLUMNS} FROM {WORKFLOWS} WHERE w.namespace = $1 AND w.name = $2"
+            )
         });
         let wf: Option<WorkflowRow> = on_pool!(self, reader, |pool| {
             sqlx::query_as(sql.as_str())
@@ -546,7 +564,7 @@ impl Db {
         &self,
         filter: &WorkflowFilter,
     ) -> Result<Vec<WorkflowRecord>, Error> {
-        let mut sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE 1 = 1");
+        let mut sql = format!("SELECT {WORKFLOW_COLUMNS} FROM {WORKFLOWS} WHERE 1 = 1");
         let mut params: Vec<String> = Vec::new();
         if let Some(ns) = &filter.namespace {
             params.push(ns.clone());
@@ -572,7 +590,7 @@ impl Db {
                 None => all_in_sql = false,
             }
         }
-        sql.push_str(" ORDER BY created_ms DESC, uid DESC");
+        sql.push_str(" ORDER BY w.created_ms DESC, w.uid DESC");
         let limit = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         if let (Some(limit), true) = (limit, all_in_sql) {
             sql.push_str(&format!(" LIMIT {limit}"));
@@ -624,6 +642,11 @@ impl Db {
                 .execute(&mut *tx)
                 .await
                 .ctx("delete_workflow: delete from logs")?;
+            sqlx::query("DELETE FROM workflow_specs WHERE uid = $1")
+                .bind(&uid)
+                .execute(&mut *tx)
+                .await
+                .ctx("delete_workflow: delete from workflow_specs")?;
             sqlx::query("DELETE FROM workflows WHERE uid = $1")
                 .bind(&uid)
                 .execute(&mut *tx)
