@@ -187,8 +187,7 @@ impl ProcessManager {
             return;
         }
         if !self.keep_dirs {
-            let pool = self.pool.clone();
-            std::thread::spawn(move || pool.give(&dir));
+            self.give_back(dir);
         }
     }
 
@@ -200,10 +199,12 @@ impl ProcessManager {
         files: &[FileSpec],
         working_dir: &str,
     ) -> std::io::Result<()> {
-        if !self.keep_dirs {
-            self.pool.take(step_dir);
+        let root = step_dir.join("root");
+        if !self.keep_dirs && self.pool.take(step_dir) {
+            // a recycled root is a complete skeleton already
+            return place_files(&root, files, working_dir);
         }
-        prepare_root(&step_dir.join("root"), files, working_dir)
+        prepare_root(&root, files, working_dir)
     }
 
     /// The deterministic id of a step attempt's process.
@@ -347,7 +348,7 @@ impl ProcessManager {
         });
         let pid = child.id() as i32;
         tokio::spawn(async move {
-            let status = tokio::task::spawn_blocking(move || child.wait()).await;
+            let status = child.wait_async().await;
             for t in [out_task, err_task].into_iter().flatten() {
                 if tokio::time::timeout(DRAIN_GRACE, t).await.is_err() {
                     // Background children keep the pipes open: kill the group.
@@ -356,7 +357,7 @@ impl ProcessManager {
                 }
             }
             let state = match status {
-                Ok(Ok(st)) => {
+                Ok(st) => {
                     use std::os::unix::process::ExitStatusExt;
                     match (st.code(), st.signal()) {
                         (Some(c), _) => ProcessState::Exited(c),
@@ -364,7 +365,6 @@ impl ProcessManager {
                         _ => ProcessState::Exited(-1),
                     }
                 }
-                Ok(Err(e)) => ProcessState::FailedToStart(format!("waiting for the process: {e}")),
                 Err(e) => ProcessState::FailedToStart(format!("waiting for the process: {e}")),
             };
             if let Some((dir, ns)) = layers {
@@ -473,10 +473,22 @@ impl ProcessManager {
         }
         self.table.lock().unwrap().remove(id);
         if !self.keep_dirs && !self.held.lock().unwrap().contains_key(&e.step_dir) {
-            let (dir, pool) = (e.step_dir.clone(), self.pool.clone());
-            std::thread::spawn(move || pool.give(&dir));
+            self.give_back(e.step_dir.clone());
         }
         Ok(())
+    }
+
+    /// Clean a finished step's directory for reuse (or delete it), off the
+    /// caller's thread: on the runtime's blocking pool, whose threads are
+    /// reused (a thread per step cost a `clone` and a stack mapped and
+    /// unmapped, with a TLB shootdown on every core), or a thread of its own
+    /// outside a runtime.
+    fn give_back(&self, dir: PathBuf) {
+        let pool = self.pool.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || pool.give(&dir))),
+            Err(_) => drop(std::thread::spawn(move || pool.give(&dir))),
+        }
     }
 
     /// Kill every running process (shutdown).
@@ -501,6 +513,15 @@ pub fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::
         if l.symlink_metadata().is_err() {
             std::os::unix::fs::symlink(target, &l)?;
         }
+    }
+    place_files(root, files, working_dir)
+}
+
+/// Write `files` into a root that has its skeleton, and create the working directory.
+fn place_files(root: &Path, files: &[FileSpec], working_dir: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if files.is_empty() && working_dir == "/" {
+        return Ok(());
     }
     // No step process may be cloned while these files are open for writing,
     // or its copy of the descriptor makes exec'ing them fail (spawn.rs).

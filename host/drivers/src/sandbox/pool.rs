@@ -70,26 +70,28 @@ impl RootPool {
         self.len() == 0
     }
 
-    /// Put a clean directory at `step_dir` if nothing is there yet. Best
-    /// effort: without one (pool empty, or another process sharing the work
-    /// directory took it first) the caller creates the skeleton itself.
-    pub fn take(&self, step_dir: &Path) {
+    /// Put a clean directory at `step_dir` if nothing is there yet; true when
+    /// it did (its `root/` is then a complete skeleton). Best effort: without
+    /// one (pool empty, or another process sharing the work directory took it
+    /// first) the caller creates the skeleton itself.
+    pub fn take(&self, step_dir: &Path) -> bool {
         if step_dir.symlink_metadata().is_ok() {
-            return;
+            return false;
         }
         let Some(parent) = step_dir.parent() else {
-            return;
+            return false;
         };
         while let Some(entry) = self.free.lock().unwrap().pop() {
             if std::fs::create_dir_all(parent).is_err() {
                 self.free.lock().unwrap().push(entry);
-                return;
+                return false;
             }
             if std::fs::rename(&entry, step_dir).is_ok() {
-                return;
+                return true;
             }
             // gone (another process took it): try the next one
         }
+        false
     }
 
     /// A finished step's directory: cleaned and kept, or deleted. Blocking.
@@ -128,11 +130,19 @@ fn clean(step_dir: &Path) -> bool {
 fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    let ours = |p: &Path| -> std::io::Result<bool> {
+    // our directory or symlink: its metadata
+    let ours = |p: &Path| -> std::io::Result<Option<std::fs::Metadata>> {
         let m = p.symlink_metadata()?;
-        Ok(m.uid() == me && (m.is_dir() || m.file_type().is_symlink()))
+        Ok((m.uid() == me && (m.is_dir() || m.file_type().is_symlink())).then_some(m))
     };
-    if !ours(step_dir)? {
+    // a chmod dirties the inode: only where the step changed the mode
+    let set_mode = |p: &Path, m: &std::fs::Metadata, mode: u32| -> std::io::Result<()> {
+        if m.mode() & 0o7777 == mode {
+            return Ok(());
+        }
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+    };
+    if ours(step_dir)?.is_none() {
         return Ok(false);
     }
     for e in std::fs::read_dir(step_dir)? {
@@ -142,15 +152,15 @@ fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
         }
     }
     let root = step_dir.join("root");
-    if !root.symlink_metadata()?.is_dir() || !ours(&root)? {
+    let Some(root_meta) = ours(&root)?.filter(|m| m.is_dir()) else {
         return Ok(false);
-    }
+    };
     let mut top: Vec<&str> = ROOT_DIRS
         .iter()
         .map(|d| d.split('/').next().unwrap_or(d))
         .collect();
     top.dedup();
-    let mut seen = 0;
+    let (mut seen, mut links) = (0, 0);
     for e in std::fs::read_dir(&root)? {
         let e = e?;
         let name = e.file_name();
@@ -161,25 +171,30 @@ fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
         let p = e.path();
         let ft = e.file_type()?;
         if let Some((_, target)) = ROOT_SYMLINKS.iter().find(|(l, _)| *l == name) {
-            // a link the step changed goes; `prepare_root` makes it again
-            if !(ft.is_symlink() && std::fs::read_link(&p)? == Path::new(target) && ours(&p)?) {
+            // a link the step changed is made again
+            if !(ft.is_symlink()
+                && std::fs::read_link(&p)? == Path::new(target)
+                && ours(&p)?.is_some())
+            {
                 remove(&p)?;
+                std::os::unix::fs::symlink(target, &p)?;
             }
+            links += 1;
             continue;
         }
         if !top.contains(&name) {
             remove(&p)?;
             continue;
         }
-        if !ft.is_dir() || !ours(&p)? {
+        let Some(meta) = ours(&p)?.filter(|m| ft.is_dir() && m.is_dir()) else {
             return Ok(false);
-        }
+        };
         seen += 1;
         if MOUNT_POINTS.contains(&name) {
             if std::fs::read_dir(&p)?.next().is_some() {
                 return Ok(false);
             }
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+            set_mode(&p, &meta, 0o755)?;
             continue;
         }
         // keep the nested skeleton dirs (`var/tmp`), empty everything else
@@ -193,7 +208,7 @@ fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
                 && c.file_name().to_str().is_some_and(|n| nested.contains(&n));
             if keep {
                 empty(&c.path())?;
-                std::fs::set_permissions(c.path(), std::fs::Permissions::from_mode(0o755))?;
+                set_mode(&c.path(), &c.path().symlink_metadata()?, 0o755)?;
             } else {
                 remove(&c.path())?;
             }
@@ -204,9 +219,18 @@ fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
             }
         }
         let mode = if name == "tmp" { 0o1777 } else { 0o755 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        set_mode(&p, &meta, mode)?;
     }
-    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+    // a link the step deleted is made again
+    if links < ROOT_SYMLINKS.len() {
+        for (link, target) in ROOT_SYMLINKS {
+            let l = root.join(link);
+            if l.symlink_metadata().is_err() {
+                std::os::unix::fs::symlink(target, &l)?;
+            }
+        }
+    }
+    set_mode(&root, &root_meta, 0o755)?;
     Ok(seen == top.len())
 }
 
@@ -259,7 +283,7 @@ mod tests {
 
         let pool = RootPool::new(work.path());
         let step = work.path().join("wf1/node-0");
-        pool.take(&step); // empty pool: nothing
+        assert!(!pool.take(&step), "empty pool: nothing");
         assert!(!step.exists());
         prepare_root(&step.join("root"), &[], "/work").unwrap();
         // what a step leaves behind
@@ -270,6 +294,7 @@ mod tests {
         std::fs::write(root.join("var/log"), "x").unwrap();
         std::fs::create_dir_all(root.join("root/.cache")).unwrap();
         std::fs::set_permissions(root.join("mnt"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::remove_file(root.join("lib64")).unwrap();
         std::fs::remove_file(root.join("bin")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("bin")).unwrap();
         std::fs::write(step.join("main.log"), "log").unwrap();
@@ -283,11 +308,9 @@ mod tests {
         assert_eq!(pool.len(), 1);
 
         let next = work.path().join("wf2/node-0");
-        pool.take(&next);
-        assert!(next.join("root").is_dir());
+        assert!(pool.take(&next));
         assert_eq!(pool.len(), 0);
-        // prepare_root restores the one symlink the step replaced
-        prepare_root(&next.join("root"), &[], "/").unwrap();
+        // a complete skeleton again: the link the step replaced is restored
         assert_eq!(skeleton(&next), expected);
 
         // a new pool (another process) finds what this one left

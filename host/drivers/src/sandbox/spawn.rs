@@ -510,6 +510,14 @@ fn child_setup(p: &Prepared) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `pidfd_open(2)`; `None` where the kernel has no pidfds.
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    // SAFETY: a descriptor the kernel just returned is ours alone.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// A started step process: its pid and the read ends of its stdout and stderr.
 pub struct SandboxChild {
     pid: libc::pid_t,
@@ -543,6 +551,30 @@ impl SandboxChild {
                 return Err(e);
             }
         }
+    }
+
+    /// Wait for the process to exit and reap it, without holding a thread:
+    /// a pidfd (Linux 5.3) becomes readable when the process exits, and the
+    /// reactor wakes this task then. Where pidfds are missing, a blocking
+    /// thread waits instead.
+    pub async fn wait_async(mut self) -> io::Result<ExitStatus> {
+        if self.status.is_some() {
+            return self.wait();
+        }
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
+        // until the AsyncFd is dropped.
+        let registered = pidfd_open(self.pid).and_then(|fd| unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE).ok()
+        });
+        if let Some(fd) = registered
+            && fd.readable().await.is_ok()
+        {
+            // exited: reaping does not block
+            return self.wait();
+        }
+        tokio::task::spawn_blocking(move || self.wait())
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// SIGKILL the process (not its group), unless it has been reaped.
@@ -730,7 +762,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Stack of the cloned child while it sets up; freed after the clone returns.
+/// Stack of the cloned child while it sets up; free again once the clone returns.
 struct ChildStack {
     base: *mut libc::c_void,
     len: usize,
@@ -810,13 +842,27 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
     let (err_r, err_w) = pipe().map_err(|e| setup("pipe", e))?;
     let (out_r, out_w) = pipe().map_err(|e| setup("pipe", e))?;
     let (errout_r, errout_w) = pipe().map_err(|e| setup("pipe", e))?;
-    let devnull: OwnedFd = std::fs::File::open("/dev/null")
-        .map_err(|e| setup("/dev/null", e))?
-        .into();
+    static DEVNULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    let devnull = match DEVNULL.get() {
+        Some(fd) => fd,
+        None => {
+            let fd = std::fs::File::open("/dev/null").map_err(|e| setup("/dev/null", e))?;
+            DEVNULL.get_or_init(|| fd.into())
+        }
+    };
     let prepared = prepare(req).map_err(|e| format!("sandbox could not be set up: {e}"))?;
     let mut exec =
         ExecPlan::new(req).map_err(|e| format!("could not start `{}`: {e}", req.argv[0]))?;
-    let stack = ChildStack::new().map_err(|e| setup("child stack", e))?;
+    // One stack per spawning thread, reused: `CLONE_VFORK` returns only once
+    // the child has exec'd or exited, so nothing uses it between spawns (and
+    // unmapping it after every spawn cost a TLB shootdown on every core).
+    thread_local! {
+        static STACK: std::cell::RefCell<Option<ChildStack>> = const { std::cell::RefCell::new(None) };
+    }
+    let stack = match STACK.with(|s| s.borrow_mut().take()) {
+        Some(s) => s,
+        None => ChildStack::new().map_err(|e| setup("child stack", e))?,
+    };
     let mut args = ChildArgs {
         prepared: &prepared,
         exec: &mut exec,
@@ -849,7 +895,8 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
         pid
     };
     drop(no_writers);
-    drop((stack, err_w, out_w, errout_w, devnull));
+    STACK.with(|s| *s.borrow_mut() = Some(stack));
+    drop((err_w, out_w, errout_w));
     let mut buf = [0u8; 512];
     let mut n = 0;
     loop {
