@@ -304,6 +304,25 @@ impl Drivers {
         Ok(v)
     }
 
+    /// Start loading the plugin `name` in the background, if there is one and
+    /// it is not loaded yet: `weft run` warms the local process driver while
+    /// it submits the workflow, so the first step does not wait for it. A
+    /// failure is reported again, by the first call that needs the plugin.
+    pub fn warm(&self, name: &str) {
+        if self
+            .inner
+            .plugins
+            .get(name)
+            .is_none_or(|s| s.loaded.initialized())
+        {
+            return;
+        }
+        let (this, name) = (self.clone(), name.to_string());
+        tokio::spawn(async move {
+            let _ = this.load(&name).await;
+        });
+    }
+
     /// The plugin `name`, loaded now if it was not yet; `Ok(None)`: no such plugin.
     async fn plugin(&self, name: &str) -> Result<Option<Arc<Plugin>>, DriverLoadError> {
         if !self.inner.plugins.contains_key(name) {

@@ -180,6 +180,7 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
         return Ok(0);
     }
     let running = app.start().await?;
+    running.drivers.warm("local");
     let mut worst = 0u8;
     for wf in &mut wfs {
         apply_parameters(wf, &args)?;
