@@ -21,7 +21,6 @@ fn bench_measures_w3_beside_its_bash_floor() {
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["runs"], 1);
-    assert_eq!(v["warm_roots"], false);
     assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
     let w = &v["workloads"][0];
     assert_eq!(w["workload"], "w3-diamond-proc");
@@ -45,16 +44,13 @@ fn bench_measures_w3_beside_its_bash_floor() {
         assert_eq!(m["target_ratio"], 1.5, "{m}");
         assert!(m["meets_target"].is_boolean(), "{m}");
     }
-    // The human-readable table names the same things. With --warm-roots every
-    // run's home shares one step directory (a symlink), where the runs still
-    // produce the right result.
+    // The human-readable table names the same things.
     let out = home.run(&[
         "bench",
         "--runs",
-        "2",
+        "1",
         "--warmup",
         "0",
-        "--warm-roots",
         "--durability",
         "process",
         "--workloads",
@@ -69,7 +65,6 @@ fn bench_measures_w3_beside_its_bash_floor() {
         "w3-diamond-proc",
         "process",
         "ok",
-        "Step roots: warm",
     ] {
         assert!(table.contains(word), "{word} missing in:\n{table}");
     }
