@@ -57,12 +57,6 @@ pub struct BenchArgs {
     /// Skip the bash floor.
     #[arg(long)]
     pub no_floor: bool,
-    /// Let every run find the step roots the previous run recycled (a fresh
-    /// store each time, but one step directory for all runs): what a second
-    /// `weft run` on the same `WEFT_HOME` finds. Without it every run starts
-    /// with an empty root pool, as the first run on a new home does.
-    #[arg(long)]
-    pub warm_roots: bool,
     /// Give up on one run after this many seconds (it then counts as wrong).
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -334,8 +328,6 @@ struct Scratch {
     exe: PathBuf,
     next: usize,
     timeout: Duration,
-    /// `--warm-roots`: the step directory every run's home links to.
-    shared_steps: Option<PathBuf>,
 }
 
 /// One timed weft run, checked.
@@ -364,10 +356,6 @@ impl Scratch {
         self.next += 1;
         let home = self.dir.join(format!("home-{}", self.next));
         std::fs::create_dir_all(&home)?;
-        if let Some(steps) = &self.shared_steps {
-            std::fs::create_dir_all(steps)?;
-            std::os::unix::fs::symlink(steps, home.join("steps"))?;
-        }
         let mut cmd = self.weft(&home, mode);
         cmd.arg("run").arg(file).args(["-o", "name"]);
         let m = measure(cmd, self.timeout)?;
@@ -641,7 +629,6 @@ fn bench_blocking(args: BenchArgs) -> Result<u8> {
         exe,
         next: 0,
         timeout: Duration::from_secs(args.timeout),
-        shared_steps: args.warm_roots.then(|| dir.join("shared-steps")),
     };
     let res = bench_in(&args, &mut scratch);
     let _ = std::fs::remove_dir_all(&dir);
@@ -745,7 +732,6 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
         "machine": machine(),
         "runs": args.runs,
         "warmup": args.warmup,
-        "warm_roots": args.warm_roots,
         "workloads": entries.iter().map(|e| e.json(&modes)).collect::<Vec<_>>(),
     });
     if let Some(f) = wasm_floor(args, &entries, &modes)? {
@@ -878,11 +864,6 @@ fn table(r: &Value) -> String {
         "\nWEFT, BASH: median wall time of the whole command (cold `weft run`, fresh store); \
          RATIO = weft ÷ bash; OVERHEAD = (weft − bash) ÷ steps; PEAK RSS of the weft process.\n",
     );
-    out.push_str(if r["warm_roots"] == true {
-        "Step roots: warm (--warm-roots) — each run found the roots the previous one recycled.\n"
-    } else {
-        "Step roots: cold — each run made its own (--warm-roots: as a second run on the same home).\n"
-    });
     out
 }
 
