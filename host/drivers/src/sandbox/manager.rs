@@ -243,7 +243,15 @@ impl ProcessManager {
         let step_dir = self.step_dir(step);
         let root = step_dir.join("root");
         let working_dir = spec.working_dir.clone().unwrap_or_else(|| "/".into());
-        let prep = {
+        // A recycled root with nothing to add is taken here (three syscalls);
+        // anything that creates inodes or writes files goes to a blocking thread.
+        let ready = spec.files.is_empty()
+            && working_dir == "/"
+            && !self.keep_dirs
+            && self.pool.take(&step_dir);
+        let prep = if ready {
+            Ok(())
+        } else {
             let this = self.clone();
             let dir = step_dir.clone();
             let files = spec.files.clone();

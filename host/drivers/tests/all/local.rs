@@ -180,6 +180,44 @@ async fn sandbox_has_no_capabilities_and_readonly_usr() {
     assert!(r.contains("/work/dir"), "{r}");
 }
 
+/// The step's own /dev has the usual character devices, working, with the
+/// host's modes (made with mknod as root, bound from the host in a user
+/// namespace), and nothing written there reaches the host.
+#[tokio::test]
+async fn sandbox_dev_has_working_devices() {
+    let h = harness().await;
+    let req = request(
+        "devs",
+        "local",
+        json!({"container": {"image": "alpine", "command": ["sh", "-c",
+            "for d in null zero full random urandom tty; do [ -c /dev/$d ] && echo \"$d $(stat -c %a /dev/$d)\"; done; \
+             echo gone > /dev/null && echo null-ok; \
+             head -c 5 /dev/zero | od -An -tx1 | tr -d ' '; \
+             head -c 16 /dev/urandom | wc -c; \
+             echo x > /dev/full 2>/dev/null || echo full-refuses; \
+             touch /dev/mine && ls /dev/shm >/dev/null && echo dev-writable"]}}),
+    );
+    let o = run(&h, &req).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    let r = o.result.unwrap();
+    for d in ["null", "zero", "full", "random", "urandom"] {
+        assert!(
+            r.contains(&format!("{d} 666")),
+            "/dev/{d} missing or wrong mode: {r}"
+        );
+    }
+    for line in [
+        "null-ok",
+        "0000000000",
+        "16",
+        "full-refuses",
+        "dev-writable",
+    ] {
+        assert!(r.lines().any(|l| l.trim() == line), "{line} missing: {r}");
+    }
+    assert!(!std::path::Path::new("/dev/mine").exists());
+}
+
 #[tokio::test]
 async fn whalesay_and_cowsay_on_path() {
     let h = harness().await;
