@@ -199,12 +199,15 @@ impl ProcessManager {
         files: &[FileSpec],
         working_dir: &str,
     ) -> std::io::Result<()> {
-        let root = step_dir.join("root");
-        if !self.keep_dirs && self.pool.take(step_dir) {
-            // a recycled root is a complete skeleton already
-            return place_files(&root, files, working_dir);
-        }
-        prepare_root(&root, files, working_dir)
+        let recycled = self.take_recycled(step_dir);
+        finish_root(step_dir, recycled, files, working_dir)
+    }
+
+    /// Put a recycled root at `step_dir` when one is free (and step
+    /// directories are not kept): true when `root/` is then a complete
+    /// skeleton. A `rename`, cheap enough for an async caller.
+    fn take_recycled(&self, step_dir: &Path) -> bool {
+        !self.keep_dirs && self.pool.take(step_dir)
     }
 
     /// The deterministic id of a step attempt's process.
@@ -243,20 +246,16 @@ impl ProcessManager {
         let step_dir = self.step_dir(step);
         let root = step_dir.join("root");
         let working_dir = spec.working_dir.clone().unwrap_or_else(|| "/".into());
-        // A recycled root with nothing to add is taken here (three syscalls);
-        // anything that creates inodes or writes files goes to a blocking thread.
-        let ready = spec.files.is_empty()
-            && working_dir == "/"
-            && !self.keep_dirs
-            && self.pool.take(&step_dir);
-        let prep = if ready {
+        // A recycled root is taken here; whatever creates inodes or writes
+        // files (a fresh skeleton, scripts) goes to a blocking thread.
+        let recycled = self.take_recycled(&step_dir);
+        let prep = if recycled && nothing_to_place(&spec.files, &working_dir) {
             Ok(())
         } else {
-            let this = self.clone();
             let dir = step_dir.clone();
             let files = spec.files.clone();
             let wd = working_dir.clone();
-            tokio::task::spawn_blocking(move || this.prepare_root(&dir, &files, &wd))
+            tokio::task::spawn_blocking(move || finish_root(&dir, recycled, &files, &wd))
                 .await
                 .map_err(|e| ProcessError::Failed(e.to_string()))?
         };
@@ -525,10 +524,31 @@ pub fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::
     place_files(root, files, working_dir)
 }
 
+/// Complete `<step_dir>/root`: only `files` and the working directory when it
+/// is a `recycled` skeleton, else the skeleton too. Blocking.
+fn finish_root(
+    step_dir: &Path,
+    recycled: bool,
+    files: &[FileSpec],
+    working_dir: &str,
+) -> std::io::Result<()> {
+    let root = step_dir.join("root");
+    if recycled {
+        place_files(&root, files, working_dir)
+    } else {
+        prepare_root(&root, files, working_dir)
+    }
+}
+
+/// Whether a root with its skeleton needs nothing more for these files and working directory.
+fn nothing_to_place(files: &[FileSpec], working_dir: &str) -> bool {
+    files.is_empty() && working_dir == "/"
+}
+
 /// Write `files` into a root that has its skeleton, and create the working directory.
 fn place_files(root: &Path, files: &[FileSpec], working_dir: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if files.is_empty() && working_dir == "/" {
+    if nothing_to_place(files, working_dir) {
         return Ok(());
     }
     // No step process may be cloned while these files are open for writing,
