@@ -32,6 +32,14 @@ const WORKFLOW_COLUMNS: &str = "w.uid, w.namespace, w.name, w.phase, w.created_m
 /// UPDATE of a row rewrites all of it, and commits update the status often).
 const WORKFLOWS: &str = "workflows w JOIN workflow_specs s ON s.uid = w.uid";
 
+/// One workflow with its spec, by namespace (`$1`) and name (`$2`).
+fn workflow_by_name() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!("SELECT {WORKFLOW_COLUMNS} FROM {WORKFLOWS} WHERE w.namespace = $1 AND w.name = $2")
+    })
+}
+
 #[derive(sqlx::FromRow)]
 struct WorkflowRow {
     uid: String,
@@ -504,16 +512,11 @@ impl Db {
         namespace: &str,
         name: &str,
     ) -> Result<Option<(WorkflowRecord, Vec<NodeRecord>)>, Error> {
-        static SQL: OnceLock<String> = OnceLock::new();
-        let sql = SQL.get_or_init(|| {
-            format!(
-                "SELECT {WORKFLOW_COLUMNS} FROM {WORKFLOWS} WHERE w.namespace = $1 AND w.name = $2"
-            )
-        });
+        let sql = workflow_by_name();
         const NODES: &str =
             "SELECT node_id, phase, data FROM nodes WHERE workflow_uid = $1 ORDER BY node_id";
         in_read_tx!(self, "load_workflow: transaction", |tx| {
-            let wf: Option<WorkflowRow> = sqlx::query_as(sql.as_str())
+            let wf: Option<WorkflowRow> = sqlx::query_as(sql)
                 .bind(namespace)
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -543,14 +546,9 @@ impl Db {
         namespace: &str,
         name: &str,
     ) -> Result<Option<WorkflowRecord>, Error> {
-        static SQL: OnceLock<String> = OnceLock::new();
-        let sql = SQL.get_or_init(|| {
-            format!(
-                "SELECT {WORKFLOW_COLUMNS} FROM {WORKFLOWS} WHERE w.namespace = $1 AND w.name = $2"
-            )
-        });
+        let sql = workflow_by_name();
         let wf: Option<WorkflowRow> = on_pool!(self, reader, |pool| {
-            sqlx::query_as(sql.as_str())
+            sqlx::query_as(sql)
                 .bind(namespace)
                 .bind(name)
                 .fetch_optional(pool)
