@@ -99,17 +99,10 @@ fn serve() -> u16 {
             "/teapot",
             get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
         );
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
+    serve_in_background(
+        l,
+        move |l| async move { axum::serve(l, app).await.unwrap() },
+    );
     port
 }
 

@@ -351,41 +351,33 @@ pub fn serve_tls(client_auth: bool) -> TlsServer {
     let count = accepted.clone();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            while let Ok((sock, _)) = l.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(sock).await else {
-                        return; // e.g. a client that does not trust the CA, or has no certificate
+    serve_in_background(l, move |l| async move {
+        while let Ok((sock, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(sock).await else {
+                    return; // e.g. a client that does not trust the CA, or has no certificate
+                };
+                let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                    let _: &hyper::body::Incoming = req.body();
+                    let (status, body) = match req.uri().path() {
+                        "/ok" => (200, "hello over tls"),
+                        _ => (404, "no such thing"),
                     };
-                    let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
-                        let _: &hyper::body::Incoming = req.body();
-                        let (status, body) = match req.uri().path() {
-                            "/ok" => (200, "hello over tls"),
-                            _ => (404, "no such thing"),
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .header("content-type", "text/plain")
-                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "text/plain")
+                            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                            .unwrap(),
+                    )
                 });
-            }
-        });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
     });
     TlsServer {
         port,
@@ -393,4 +385,21 @@ pub fn serve_tls(client_auth: bool) -> TlsServer {
         accepted,
         client,
     }
+}
+
+/// Serve `l` with `serve` on a thread of its own, on a current-thread tokio
+/// runtime; it lives until the test process exits.
+pub fn serve_in_background<F, Fut>(l: std::net::TcpListener, serve: F)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move { serve(tokio::net::TcpListener::from_std(l).unwrap()).await });
+    });
 }
