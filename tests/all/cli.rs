@@ -142,3 +142,48 @@ fn logs_follow_prints_timestamps_until_the_workflow_ends() {
         );
     }
 }
+
+/// `weft run` ends its process without tearing the engine down
+/// (`cli::exit_now`): its lock file must still be gone, and the store it
+/// leaves (WAL not checkpointed) must open and hold every run.
+#[test]
+fn a_finished_run_exits_quickly_and_leaves_a_clean_home() {
+    let home = Home::new();
+    let wf = repo().join("examples/hello-world.yaml");
+    for _ in 0..2 {
+        let out = home.run(&["run", wf.to_str().unwrap(), "-o", "name"]);
+        assert!(out.status.success(), "stderr: {}", stderr(&out));
+        let locks: Vec<_> = std::fs::read_dir(home.path().join("locks"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(locks.is_empty(), "lock files left behind: {locks:?}");
+    }
+    let list = json(&home.run(&["list", "-o", "json"]));
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    for wf in items {
+        assert_eq!(wf["status"]["phase"], "Succeeded", "{wf}");
+    }
+}
+
+/// On Linux/glibc the `weft` executable is linked position-dependent
+/// (`host/interaction/build.rs`): no start-up relocation of its 2 MB of
+/// read-only data. ELF `e_type` 2 is ET_EXEC (3, ET_DYN, is a PIE).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_weft_executable_is_not_position_independent() {
+    if std::env::var_os("WEFT_PIE").is_some_and(|v| v == "1") {
+        eprintln!("WEFT_PIE=1: a position-independent build was asked for");
+        return;
+    }
+    use std::io::Read;
+    let mut bytes = [0u8; 18];
+    std::fs::File::open(weft_bin())
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
+    assert_eq!(e_type, 2, "ELF type {e_type}: expected ET_EXEC");
+}

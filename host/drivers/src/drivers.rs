@@ -114,6 +114,8 @@ struct Spec {
     name: String,
     kind: PluginKind,
     bytes: std::borrow::Cow<'static, [u8]>,
+    /// Already compiled or read from the cache, by [`Drivers::prepare`].
+    compiled: std::sync::Mutex<Option<Compiled>>,
     source: PluginSource,
     grants: Grants,
     config: serde_json::Value,
@@ -171,7 +173,71 @@ fn linker_for(engine: &Engine, kind: PluginKind) -> wasmtime::Result<Linker<Host
     Ok(l)
 }
 
+/// A component with its sha256 and how it was obtained.
+type Compiled = (wasmtime::component::Component, String, runtime::LoadPath);
+
+/// The Wasm engine, and embedded plugins read from the compiled-component
+/// cache, being made on a thread of their own ([`Drivers::prepare`]).
+pub struct Prepared(tokio::sync::oneshot::Receiver<Result<Warm, DriverLoadError>>);
+
+struct Warm {
+    engine: Engine,
+    ticker: TickerGuard,
+    compiled: HashMap<String, Compiled>,
+}
+
 impl Drivers {
+    /// Start making the Wasm engine and loading the embedded plugins `warm`
+    /// on a new thread, for [`Drivers::with_prepared`]. A short `weft run`
+    /// does this while it opens the store and checks the workflow: the
+    /// engine's pooling reservations and reading the local driver from the
+    /// cache are ~1.5 ms that no longer wait for each other.
+    pub fn prepare(opts: &DriverOptions, warm: &[&str]) -> Prepared {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (memory, cache) = (opts.memory_limit_bytes, opts.cache_dir.clone());
+        let replaced: Vec<&str> = opts
+            .plugins
+            .iter()
+            .filter(|p| p.path.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
+        let names: Vec<&'static str> = crate::embedded::EMBEDDED
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| warm.contains(n) && !replaced.contains(n))
+            .collect();
+        let work = move || -> Result<Warm, DriverLoadError> {
+            let (engine, ticker) = runtime::engine(memory)?;
+            let mut compiled = HashMap::new();
+            for (name, bytes) in crate::embedded::EMBEDDED {
+                if names.contains(name) {
+                    let c = runtime::load_component(&engine, &cache, name, bytes)?;
+                    compiled.insert(name.to_string(), c);
+                }
+            }
+            Ok(Warm {
+                engine,
+                ticker,
+                compiled,
+            })
+        };
+        let spawned = std::thread::Builder::new()
+            .name("weft-prepare".into())
+            .spawn({
+                let work = work.clone();
+                move || {
+                    let _ = tx.send(work());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "no thread to prepare the drivers on; preparing inline");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(work());
+            return Prepared(rx);
+        }
+        Prepared(rx)
+    }
+
     /// Load the embedded plugins and every configured one (compiling or loading
     /// from the cache), and start the process sandbox.
     pub async fn new(
@@ -179,7 +245,24 @@ impl Drivers {
         logs: Arc<dyn LogSink>,
         notifier: Arc<dyn EventNotifier>,
     ) -> Result<Drivers, DriverLoadError> {
-        let (engine, ticker) = runtime::engine(opts.memory_limit_bytes)?;
+        let prepared = Drivers::prepare(&opts, &[]);
+        Drivers::with_prepared(prepared, opts, logs, notifier).await
+    }
+
+    /// [`Drivers::new`], with the engine (and maybe plugins) from [`Drivers::prepare`].
+    pub async fn with_prepared(
+        prepared: Prepared,
+        opts: DriverOptions,
+        logs: Arc<dyn LogSink>,
+        notifier: Arc<dyn EventNotifier>,
+    ) -> Result<Drivers, DriverLoadError> {
+        let Warm {
+            engine,
+            ticker,
+            mut compiled,
+        } = prepared.0.await.map_err(|_| {
+            DriverLoadError::Engine("the drivers' preparation ended early".into())
+        })??;
         let caps = Arc::new(Capabilities {
             processes: Arc::new(ProcessManager::new(
                 opts.work_dir.clone(),
@@ -214,6 +297,7 @@ impl Drivers {
                 name: name.to_string(),
                 kind: PluginKind::Driver,
                 bytes: std::borrow::Cow::Borrowed(bytes),
+                compiled: std::sync::Mutex::new(compiled.remove(*name)),
                 source: PluginSource::Embedded,
                 grants,
                 config,
@@ -241,6 +325,7 @@ impl Drivers {
                 name: p.name.clone(),
                 kind: p.kind,
                 bytes: std::borrow::Cow::Owned(bytes),
+                compiled: std::sync::Mutex::new(None),
                 source: PluginSource::Path(path.clone()),
                 grants: p.grants.clone(),
                 config: p.config.clone(),
@@ -302,6 +387,12 @@ impl Drivers {
         }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
+    }
+
+    /// Kill every step process still running (what dropping the last clone
+    /// does): for a command that ends the process without tearing down.
+    pub fn kill_all(&self) {
+        self.inner.caps.processes.kill_all();
     }
 
     /// Start loading the plugin `name` in the background, if there is one and
@@ -474,12 +565,16 @@ async fn load_plugin(
         name,
         kind,
         bytes,
+        compiled,
         source,
         grants,
         config,
     } = spec;
     let t0 = Instant::now();
-    let (component, sha256, how) = {
+    let ready = compiled.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let (component, sha256, how) = if let Some(c) = ready {
+        c
+    } else {
         // cloning a borrowed (embedded, 'static) component copies nothing
         let (engine, cache, name, bytes) = (
             engine.clone(),

@@ -38,7 +38,7 @@ pub mod sandbox;
 pub use config::{
     Grants, KubeGrant, ObjectStoreGrant, PluginConfig, PluginInfo, PluginKind, PluginSource,
 };
-pub use drivers::{DriverOptions, Drivers, RepositoryOptions};
+pub use drivers::{DriverOptions, Drivers, Prepared, RepositoryOptions};
 pub use error::DriverLoadError;
 
 /// Plugins built from `plugins/` by `build.rs` and embedded in the binary.

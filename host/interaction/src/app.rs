@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use weft_drivers::{DriverOptions, Drivers};
+use weft_drivers::{DriverOptions, Drivers, Prepared};
 use weft_engine::machine::Event;
 use weft_engine::runtime::{Engine, EngineOptions, ReplicaOptions, StateStore, TemplateRecord};
 use weft_store::{Durability, Store, StoreOptions};
@@ -217,18 +217,16 @@ impl App {
 
     /// Load the drivers and start the engine.
     pub async fn start(&self) -> Result<Running> {
+        let prepared = Drivers::prepare(&driver_options(&self.config), &[]);
+        self.start_prepared(prepared).await
+    }
+
+    /// [`App::start`] with drivers whose engine [`Drivers::prepare`] began
+    /// making earlier (`weft run`, while the store opened).
+    pub async fn start_prepared(&self, prepared: Prepared) -> Result<Running> {
         let (notifier, notify_rx) = Engine::notifier();
-        let mut dopts = DriverOptions::new(
-            self.config.cache_dir.clone(),
-            self.config.home.join("steps"),
-        );
-        dopts.plugins = self.config.plugins.clone();
-        dopts.cpu_budget = Duration::from_millis(self.config.drivers.cpu_budget_ms);
-        dopts.memory_limit_bytes = self.config.drivers.memory_limit_mb << 20;
-        dopts.keep_step_dirs = self.config.drivers.keep_step_dirs;
-        dopts.artifact_repository = self.config.artifact_repository.clone();
-        dopts.artifact_repositories = self.config.artifact_repositories.clone();
-        let drivers = Drivers::new(dopts, self.store.log_sink(), notifier)
+        let dopts = driver_options(&self.config);
+        let drivers = Drivers::with_prepared(prepared, dopts, self.store.log_sink(), notifier)
             .await
             .context("loading plugins")?;
         // PostgreSQL may be shared by engines on several machines, where lock
@@ -282,6 +280,18 @@ impl App {
         running.spawn_control_poller(self.store.clone());
         Ok(running)
     }
+}
+
+/// The drivers layer's options, from the configuration.
+pub fn driver_options(config: &Config) -> DriverOptions {
+    let mut dopts = DriverOptions::new(config.cache_dir.clone(), config.home.join("steps"));
+    dopts.plugins = config.plugins.clone();
+    dopts.cpu_budget = Duration::from_millis(config.drivers.cpu_budget_ms);
+    dopts.memory_limit_bytes = config.drivers.memory_limit_mb << 20;
+    dopts.keep_step_dirs = config.drivers.keep_step_dirs;
+    dopts.artifact_repository = config.artifact_repository.clone();
+    dopts.artifact_repositories = config.artifact_repositories.clone();
+    dopts
 }
 
 impl Running {

@@ -134,7 +134,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let quick_exit =
+        cli.server.is_none() && matches!(cli.command, Command::Run(_) | Command::Resume(_));
     let result = rt.block_on(dispatch(cli, config));
+    if quick_exit && let Ok(code) = result {
+        exit_now(code);
+    }
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(code) => ExitCode::from(code),
@@ -147,6 +152,21 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// End a `weft run`/`resume` that finished its workflows, without tearing the
+/// engine down. By now every state is committed, the logs are flushed, the
+/// lock file is gone and the result is printed; what is left is freeing
+/// memory the kernel frees faster: the runtime's threads, the Wasm engine's
+/// reservations, the allocator's arenas (~1.5 ms of a 20 ms run, strace).
+/// Like a `kill -9` at this point, the store's WAL is replayed by the next
+/// open. Not taken on an error, when steps may still run and need killing.
+fn exit_now(code: u8) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(i32::from(code)) }
 }
 
 /// An error caused by the user's input (exit code 2).

@@ -166,6 +166,8 @@ pub async fn store_templates(
 
 pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
     let docs = read_objects(&args.file).map_err(|e| Invalid(e.to_string()))?;
+    // The Wasm engine and the local driver load beside the store's opening.
+    let prepared = weft_drivers::Drivers::prepare(&crate::app::driver_options(&config), &["local"]);
     let app = App::open(config).await?;
     if !args.no_lint {
         super::lint::check_or_fail(&app, docs.iter().map(|(d, _)| d.clone()).collect()).await?;
@@ -179,7 +181,7 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
         );
         return Ok(0);
     }
-    let running = app.start().await?;
+    let running = app.start_prepared(prepared).await?;
     running.drivers.warm("local");
     let mut worst = 0u8;
     for wf in &mut wfs {
@@ -211,6 +213,9 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
         super::query::print_workflow(&app.store, &rec.namespace, &rec.name, args.output).await?;
         worst = worst.max(exit_code(phase));
     }
+    // `weft run` may end the process without tearing the engine down
+    // (`cli::exit_now`): nothing of the workflows may outlive it.
+    running.drivers.kill_all();
     Ok(worst)
 }
 
@@ -256,6 +261,7 @@ pub async fn resume(config: Config, ns: &str, args: ResumeArgs) -> Result<u8> {
     running.collect_artifacts(ns, &args.name).await;
     app.store.flush_logs().await;
     super::query::print_workflow(&app.store, ns, &args.name, args.output).await?;
+    running.drivers.kill_all(); // see `run`
     Ok(exit_code(phase))
 }
 
