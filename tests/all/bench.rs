@@ -21,6 +21,8 @@ fn bench_measures_w3_beside_its_bash_floor() {
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["runs"], 1);
+    // timed runs open the store the warm-up created (see --fresh-home below)
+    assert_eq!(v["fresh_home"], false);
     assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
     let w = &v["workloads"][0];
     assert_eq!(w["workload"], "w3-diamond-proc");
@@ -53,6 +55,7 @@ fn bench_measures_w3_beside_its_bash_floor() {
         "0",
         "--durability",
         "process",
+        "--fresh-home",
         "--workloads",
         w3.to_str().unwrap(),
     ]);
@@ -65,6 +68,7 @@ fn bench_measures_w3_beside_its_bash_floor() {
         "w3-diamond-proc",
         "process",
         "ok",
+        "a new, empty store per run",
     ] {
         assert!(table.contains(word), "{word} missing in:\n{table}");
     }

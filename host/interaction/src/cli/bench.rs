@@ -2,8 +2,12 @@
 //! `bench/README.md`), each beside its floor, measured in one run on this machine.
 //!
 //! Every measured run is the whole command from a cold start: this executable
-//! is spawned as `weft run FILE -o name` with a fresh `WEFT_HOME` (a new store)
-//! and a shared compiled-plugin cache (`WEFT_CACHE_DIR`, filled by the warm-up).
+//! is spawned as `weft run FILE -o name` (a new process: engine start and store
+//! open included) with a shared compiled-plugin cache (`WEFT_CACHE_DIR`, filled
+//! by the warm-up). Each workload and durability mode has its own `WEFT_HOME`,
+//! whose store its first run (the warm-up) creates — the store a user's later
+//! runs open, as on a laptop. `--fresh-home` gives every run a new, empty home instead: it then
+//! also counts creating the store and the step directories' skeletons.
 //! Wall time is taken around spawn and reap; peak RSS comes from `wait4`'s
 //! `ru_maxrss`. After each run the result is read back with `weft get NAME -o
 //! json` (not timed) and checked: a wrong result does not count.
@@ -57,6 +61,10 @@ pub struct BenchArgs {
     /// Skip the bash floor.
     #[arg(long)]
     pub no_floor: bool,
+    /// Give every timed run a new, empty WEFT_HOME (store creation counted),
+    /// instead of the one the warm-up created.
+    #[arg(long)]
+    pub fresh_home: bool,
     /// Give up on one run after this many seconds (it then counts as wrong).
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -351,12 +359,29 @@ impl Scratch {
         c
     }
 
-    /// `weft run FILE` on a fresh home, then read back and check the result.
-    fn run_weft(&mut self, file: &Path, mode: &str, known: Option<Known>) -> Result<WeftRun> {
+    /// A new, empty home directory.
+    fn new_home(&mut self) -> Result<PathBuf> {
         self.next += 1;
         let home = self.dir.join(format!("home-{}", self.next));
         std::fs::create_dir_all(&home)?;
-        let mut cmd = self.weft(&home, mode);
+        Ok(home)
+    }
+
+    /// `weft run FILE` on `home` (None: a fresh one, removed afterwards), then
+    /// read back and check the result.
+    fn run_weft(
+        &mut self,
+        file: &Path,
+        mode: &str,
+        known: Option<Known>,
+        home: Option<&Path>,
+    ) -> Result<WeftRun> {
+        let fresh = match home {
+            Some(_) => None,
+            None => Some(self.new_home()?),
+        };
+        let home = home.or(fresh.as_deref()).expect("a home");
+        let mut cmd = self.weft(home, mode);
         cmd.arg("run").arg(file).args(["-o", "name"]);
         let m = measure(cmd, self.timeout)?;
         let name = m.stdout.trim().to_string();
@@ -364,7 +389,7 @@ impl Scratch {
         let checked = if name.is_empty() {
             Err(String::new())
         } else {
-            self.check(&home, mode, &name, known)
+            self.check(home, mode, &name, known)
         };
         let error = match (m.code, checked) {
             (Some(0), Ok(n)) => {
@@ -380,7 +405,9 @@ impl Scratch {
                     .unwrap_or_else(|| last_lines(&m.stderr))
             )),
         };
-        let _ = std::fs::remove_dir_all(&home);
+        if let Some(h) = &fresh {
+            let _ = std::fs::remove_dir_all(h);
+        }
         Ok(WeftRun { m, steps, error })
     }
 
@@ -701,9 +728,21 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
     for e in &mut entries {
         let floor_of = e.known.filter(|_| e.proc && !args.no_floor);
         progress(args, &format!("{}: warm-up", e.name));
+        // one home per mode, made by the warm-up (unless --fresh-home)
+        let mut homes = BTreeMap::new();
+        for mode in &modes {
+            if !args.fresh_home {
+                homes.insert(*mode, s.new_home()?);
+            }
+        }
         for _ in 0..args.warmup {
             for mode in &modes {
-                let r = s.run_weft(&e.file, mode, e.known)?;
+                let r = s.run_weft(
+                    &e.file,
+                    mode,
+                    e.known,
+                    homes.get(mode).map(PathBuf::as_path),
+                )?;
                 if let Some(err) = r.error {
                     bail!("{}: the warm-up run failed: {err}", e.name);
                 }
@@ -721,17 +760,26 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
                 e.floor.get_or_insert_with(Series::default).add(&m, err);
             }
             for mode in &modes {
-                let r = s.run_weft(&e.file, mode, e.known)?;
+                let r = s.run_weft(
+                    &e.file,
+                    mode,
+                    e.known,
+                    homes.get(mode).map(PathBuf::as_path),
+                )?;
                 let series = e.modes.entry(mode).or_default();
                 series.steps = series.steps.max(r.steps);
                 series.add(&r.m, r.error);
             }
+        }
+        for h in homes.values() {
+            let _ = std::fs::remove_dir_all(h);
         }
     }
     let mut report = json!({
         "machine": machine(),
         "runs": args.runs,
         "warmup": args.warmup,
+        "fresh_home": args.fresh_home,
         "workloads": entries.iter().map(|e| e.json(&modes)).collect::<Vec<_>>(),
     });
     if let Some(f) = wasm_floor(args, &entries, &modes)? {
@@ -758,7 +806,7 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
         }
         for mode in &modes {
             progress(args, &format!("{}: weft, durability {mode}", e.name));
-            let r = s.run_weft(&e.file, mode, e.known)?;
+            let r = s.run_weft(&e.file, mode, e.known, None)?;
             let series = e.modes.entry(mode).or_default();
             series.steps = r.steps;
             series.add(&r.m, r.error);
@@ -860,10 +908,15 @@ fn table(r: &Value) -> String {
         }
     }
     out.push_str(&wasm_floor_table(&r["wasm_floor"]));
-    out.push_str(
-        "\nWEFT, BASH: median wall time of the whole command (cold `weft run`, fresh store); \
+    let store = if r["fresh_home"] == json!(true) {
+        "a new, empty store per run"
+    } else {
+        "the store its warm-up created"
+    };
+    out.push_str(&format!(
+        "\nWEFT, BASH: median wall time of the whole command (a new `weft run` process on {store}); \
          RATIO = weft ÷ bash; OVERHEAD = (weft − bash) ÷ steps; PEAK RSS of the weft process.\n",
-    );
+    ));
     out
 }
 
