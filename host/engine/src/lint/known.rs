@@ -67,6 +67,27 @@ impl KnownTemplates {
         );
     }
 
+    /// Whether some `templateRef` or `workflowTemplateRef` in `docs` names a
+    /// template not known yet — only then must the caller look in the store.
+    pub fn has_unresolved(&self, docs: &[Document]) -> bool {
+        docs.iter().any(|d| self.unresolved_in(&d.value))
+    }
+
+    fn unresolved_in(&self, v: &Value) -> bool {
+        match v {
+            Value::Object(map) => map.iter().any(|(k, v)| {
+                let named = (k == "templateRef" || k == "workflowTemplateRef")
+                    && v.get("name").and_then(Value::as_str).is_some_and(|name| {
+                        let cluster = v.get("clusterScope").and_then(Value::as_bool) == Some(true);
+                        self.get(cluster, name).is_none()
+                    });
+                named || self.unresolved_in(v)
+            }),
+            Value::Array(items) => items.iter().any(|v| self.unresolved_in(v)),
+            _ => false,
+        }
+    }
+
     /// The named WorkflowTemplate (`cluster`: ClusterWorkflowTemplate).
     pub(super) fn get(&self, cluster: bool, name: &str) -> Option<&Known> {
         if cluster {

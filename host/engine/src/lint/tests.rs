@@ -187,6 +187,25 @@ fn template_references() {
             "t.yaml:9:23: error: /spec/templates/0/steps/0/0/templateRef/name: unknown ClusterWorkflowTemplate \"lib\""
         ]
     );
+    // Only a reference to a template the files do not define needs the store.
+    let unresolved = |text: &str, more: &[&str]| {
+        let mut docs = crate::model::parse_str("t.yaml", text).unwrap();
+        for m in more {
+            docs.extend(crate::model::parse_str("other.yaml", m).unwrap());
+        }
+        KnownTemplates::from_documents(&docs).has_unresolved(&docs)
+    };
+    assert!(!unresolved(STEPS, &[]));
+    assert!(!unresolved(&by_ref("{name: lib, template: say}"), &[LIB]));
+    assert!(unresolved(&by_ref("{name: libb, template: say}"), &[LIB]));
+    assert!(unresolved(
+        &by_ref("{name: lib, template: say, clusterScope: true}"),
+        &[LIB]
+    ));
+    assert!(unresolved(
+        "kind: Workflow\nmetadata: {name: w}\nspec: {workflowTemplateRef: {name: stored}}\n",
+        &[]
+    ));
     // Templates already in the store count too.
     let mut known = KnownTemplates::default();
     let spec: Value = serde_json::from_str(r#"{"templates": [{"name": "say"}]}"#).unwrap();

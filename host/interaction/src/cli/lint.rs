@@ -23,6 +23,9 @@ pub struct LintArgs {
 /// Known templates: those in the documents plus those in the store.
 async fn known(app: &App, docs: &[Document]) -> Result<KnownTemplates> {
     let mut k = KnownTemplates::from_documents(docs);
+    if !k.has_unresolved(docs) {
+        return Ok(k); // the files are self-contained: no store read
+    }
     for kind in ["WorkflowTemplate", "ClusterWorkflowTemplate"] {
         for t in app.store.list_templates(kind, None).await? {
             k.add(
