@@ -70,8 +70,16 @@ pub async fn watch(
             }
             return Ok(phase);
         }
-        // Wake on the next engine update, at most every 100 ms, at least every second.
-        let _ = tokio::time::timeout(Duration::from_secs(1), updates.recv()).await;
+        // Wake on the next engine update, at most every 100 ms, at least every
+        // second — and at once when that update ends the workflow.
+        let update = tokio::time::timeout(Duration::from_secs(1), updates.recv()).await;
+        if let Ok(Ok(u)) = update
+            && u.namespace == ns
+            && u.name == name
+            && u.phase.is_done()
+        {
+            continue;
+        }
         tokio::time::sleep(Duration::from_millis(if mode == Mode::Tree {
             100
         } else {
