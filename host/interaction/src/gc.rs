@@ -302,7 +302,10 @@ impl Collector {
 }
 
 /// A finished workflow that may have `OnWorkflowCompletion` artifacts left.
-fn pending_completion(rec: &WorkflowRecord) -> bool {
+/// Whether the workflow `rec` describes names `OnWorkflowCompletion` and was
+/// not collected yet — judged from its spec and stored templates, which a
+/// run does not change, so the row `submit` returned answers it too.
+pub fn pending_completion(rec: &WorkflowRecord) -> bool {
     if rec.status["artifactGC"]["completion"] == json!("done") {
         return false;
     }

@@ -229,12 +229,12 @@ async fn open_sqlite(path: &Path, opts: &StoreOptions) -> Result<Db, Error> {
             source,
         })?;
     drop(migrate_lock);
+    // Readers connect on first use: a `weft run` that only writes (and
+    // answers from the engine's memory) never opens one (~0.4 ms each).
     let reader = SqlitePoolOptions::new()
         .max_connections(opts.max_connections.max(1))
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(base.read_only(true))
-        .await
-        .ctx("opening SQLite reader connections")?;
+        .connect_lazy_with(base.read_only(true));
     Ok(Db::Sqlite(SqliteDb { writer, reader }))
 }
 

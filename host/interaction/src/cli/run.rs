@@ -208,9 +208,17 @@ pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
             show_progress(args.output),
         )
         .await?;
-        running.collect_artifacts(&rec.namespace, &rec.name).await;
+        // Nothing to collect unless the spec asks for it (no store read then).
+        if crate::gc::pending_completion(&rec) {
+            running.collect_artifacts(&rec.namespace, &rec.name).await;
+        }
         app.store.flush_logs().await;
-        super::query::print_workflow(&app.store, &rec.namespace, &rec.name, args.output).await?;
+        if args.output == Some(Output::Name) {
+            println!("{}", rec.name); // the name alone: no need to read it back
+        } else {
+            super::query::print_workflow(&app.store, &rec.namespace, &rec.name, args.output)
+                .await?;
+        }
         worst = worst.max(exit_code(phase));
     }
     // `weft run` may end the process without tearing the engine down
