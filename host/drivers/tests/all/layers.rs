@@ -132,3 +132,56 @@ fn without_overlayfs_a_layered_input_is_copied_into_the_root() {
     let out = run(&root, &layers, SCRIPT);
     check(&root, &layers, &object, &out);
 }
+
+/// Whether this process holds a descriptor of the namespace `ns` (`mnt:[…]`).
+fn holds(ns: &Path) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|l| l == ns)
+}
+
+/// A step's mount namespace outlives its process until the host has seen the
+/// exit (so the exit is not held up tearing it down), and is then let go.
+#[tokio::test]
+async fn a_step_namespace_is_held_while_it_runs_and_released_after_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    prepare_root(&root, &[], "/").unwrap();
+    // 200 kB through a 64 kB pipe: the step runs until the test reads it all
+    let req = SpawnRequest {
+        root: root.clone(),
+        argv: vec!["sh".into(), "-c".into(), "yes | head -c 200000".into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        working_dir: "/".into(),
+        hostname: "ns".into(),
+        layers: None,
+    };
+    let mut s = spawn_sandboxed(&req).expect("spawns");
+    let pid = s.child.id();
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    let mine = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(ns, mine, "the step runs in a mount namespace of its own");
+    assert!(
+        holds(&ns),
+        "a reference to {ns:?} is held while the step runs"
+    );
+    let mut out = Vec::new();
+    s.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out.len(), 200_000);
+    let status = s.child.wait_async().await.unwrap();
+    assert!(status.success(), "{status}");
+    let released = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        !holds(&ns)
+    });
+    assert!(
+        released,
+        "{ns:?} is still held after the step's exit was seen"
+    );
+}
