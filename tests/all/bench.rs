@@ -74,6 +74,45 @@ fn bench_measures_w3_beside_its_bash_floor() {
     }
 }
 
+/// `--large` with a small generated DAG: it runs, checks its result, and the
+/// report says it ran on a new store.
+#[test]
+fn bench_large_runs_a_generated_dag_on_a_new_store() {
+    let home = Home::new();
+    let w3 = repo().join("bench/workloads/w3-diamond-proc.yaml");
+    let args = [
+        "bench",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--durability",
+        "process",
+        "--no-floor",
+        "--large",
+        "--large-tasks",
+        "200",
+        "--workloads",
+        w3.to_str().unwrap(),
+    ];
+    let out = home.run(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v = json(&out);
+    let large = &v["large"];
+    assert_eq!(large["workload"], "large-dag200", "{large}");
+    assert_eq!(large["fresh_home"], true, "{large}");
+    let m = &large["weft"][0];
+    assert_eq!(m["result_ok"], true, "{m}");
+    assert_eq!(m["steps"], 200, "{m}");
+    let out = home.run(&args);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("large-dag200") && table.contains("each on a new, empty store"),
+        "{table}"
+    );
+}
+
 #[test]
 fn bench_rejects_a_missing_workload() {
     let home = Home::new();
