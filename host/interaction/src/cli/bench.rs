@@ -729,20 +729,19 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
         let floor_of = e.known.filter(|_| e.proc && !args.no_floor);
         progress(args, &format!("{}: warm-up", e.name));
         // one home per mode, made by the warm-up (unless --fresh-home)
-        let mut homes = BTreeMap::new();
+        let mut homes: BTreeMap<&str, PathBuf> = BTreeMap::new();
         for mode in &modes {
             if !args.fresh_home {
                 homes.insert(*mode, s.new_home()?);
             }
         }
+        let (file, known) = (e.file.clone(), e.known);
+        let run = |s: &mut Scratch, mode: &str| {
+            s.run_weft(&file, mode, known, homes.get(mode).map(PathBuf::as_path))
+        };
         for _ in 0..args.warmup {
             for mode in &modes {
-                let r = s.run_weft(
-                    &e.file,
-                    mode,
-                    e.known,
-                    homes.get(mode).map(PathBuf::as_path),
-                )?;
+                let r = run(s, mode)?;
                 if let Some(err) = r.error {
                     bail!("{}: the warm-up run failed: {err}", e.name);
                 }
@@ -760,12 +759,7 @@ fn bench_in(args: &BenchArgs, s: &mut Scratch) -> Result<Value> {
                 e.floor.get_or_insert_with(Series::default).add(&m, err);
             }
             for mode in &modes {
-                let r = s.run_weft(
-                    &e.file,
-                    mode,
-                    e.known,
-                    homes.get(mode).map(PathBuf::as_path),
-                )?;
+                let r = run(s, mode)?;
                 let series = e.modes.entry(mode).or_default();
                 series.steps = series.steps.max(r.steps);
                 series.add(&r.m, r.error);
