@@ -177,8 +177,12 @@ fn linker_for(engine: &Engine, kind: PluginKind) -> wasmtime::Result<Linker<Host
 type Compiled = (wasmtime::component::Component, String, runtime::LoadPath);
 
 /// The Wasm engine, and embedded plugins read from the compiled-component
-/// cache, being made on a thread of their own ([`Drivers::prepare`]).
-pub struct Prepared(tokio::sync::oneshot::Receiver<Result<Warm, DriverLoadError>>);
+/// cache, being made on a thread of their own ([`Drivers::prepare`]), with the
+/// options they are made for.
+pub struct Prepared {
+    warm: tokio::sync::oneshot::Receiver<Result<Warm, DriverLoadError>>,
+    opts: DriverOptions,
+}
 
 struct Warm {
     engine: Engine,
@@ -192,7 +196,7 @@ impl Drivers {
     /// does this while it opens the store and checks the workflow: the
     /// engine's pooling reservations and reading the local driver from the
     /// cache are ~1.5 ms that no longer wait for each other.
-    pub fn prepare(opts: &DriverOptions, warm: &[&str]) -> Prepared {
+    pub fn prepare(opts: DriverOptions, warm: &[&str]) -> Prepared {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (memory, cache) = (opts.memory_limit_bytes, opts.cache_dir.clone());
         let replaced: Vec<&str> = opts
@@ -233,9 +237,9 @@ impl Drivers {
             tracing::debug!(error = %e, "no thread to prepare the drivers on; preparing inline");
             let (tx, rx) = tokio::sync::oneshot::channel();
             let _ = tx.send(work());
-            return Prepared(rx);
+            return Prepared { warm: rx, opts };
         }
-        Prepared(rx)
+        Prepared { warm: rx, opts }
     }
 
     /// Load the embedded plugins and every configured one (compiling or loading
@@ -245,22 +249,21 @@ impl Drivers {
         logs: Arc<dyn LogSink>,
         notifier: Arc<dyn EventNotifier>,
     ) -> Result<Drivers, DriverLoadError> {
-        let prepared = Drivers::prepare(&opts, &[]);
-        Drivers::with_prepared(prepared, opts, logs, notifier).await
+        Drivers::with_prepared(Drivers::prepare(opts, &[]), logs, notifier).await
     }
 
     /// [`Drivers::new`], with the engine (and maybe plugins) from [`Drivers::prepare`].
     pub async fn with_prepared(
         prepared: Prepared,
-        opts: DriverOptions,
         logs: Arc<dyn LogSink>,
         notifier: Arc<dyn EventNotifier>,
     ) -> Result<Drivers, DriverLoadError> {
+        let Prepared { warm, opts } = prepared;
         let Warm {
             engine,
             ticker,
             mut compiled,
-        } = prepared.0.await.map_err(|_| {
+        } = warm.await.map_err(|_| {
             DriverLoadError::Engine("the drivers' preparation ended early".into())
         })??;
         let caps = Arc::new(Capabilities {

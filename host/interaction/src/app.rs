@@ -217,7 +217,7 @@ impl App {
 
     /// Load the drivers and start the engine.
     pub async fn start(&self) -> Result<Running> {
-        let prepared = Drivers::prepare(&driver_options(&self.config), &[]);
+        let prepared = Drivers::prepare(driver_options(&self.config), &[]);
         self.start_prepared(prepared).await
     }
 
@@ -225,8 +225,7 @@ impl App {
     /// making earlier (`weft run`, while the store opened).
     pub async fn start_prepared(&self, prepared: Prepared) -> Result<Running> {
         let (notifier, notify_rx) = Engine::notifier();
-        let dopts = driver_options(&self.config);
-        let drivers = Drivers::with_prepared(prepared, dopts, self.store.log_sink(), notifier)
+        let drivers = Drivers::with_prepared(prepared, self.store.log_sink(), notifier)
             .await
             .context("loading plugins")?;
         // PostgreSQL may be shared by engines on several machines, where lock

@@ -167,7 +167,7 @@ pub async fn store_templates(
 pub async fn run(config: Config, ns: &str, args: RunArgs) -> Result<u8> {
     let docs = read_objects(&args.file).map_err(|e| Invalid(e.to_string()))?;
     // The Wasm engine and the local driver load beside the store's opening.
-    let prepared = weft_drivers::Drivers::prepare(&crate::app::driver_options(&config), &["local"]);
+    let prepared = weft_drivers::Drivers::prepare(crate::app::driver_options(&config), &["local"]);
     let app = App::open(config).await?;
     if !args.no_lint {
         super::lint::check_or_fail(&app, docs.iter().map(|(d, _)| d.clone()).collect()).await?;
