@@ -301,10 +301,10 @@ impl Collector {
     }
 }
 
-/// A finished workflow that may have `OnWorkflowCompletion` artifacts left.
-/// Whether the workflow `rec` describes names `OnWorkflowCompletion` and was
-/// not collected yet — judged from its spec and stored templates, which a
-/// run does not change, so the row `submit` returned answers it too.
+/// Whether the workflow `rec` describes may have `OnWorkflowCompletion`
+/// artifacts left: its spec or stored templates name that strategy, and it was
+/// not collected yet. A run changes neither, so the row `submit` returned
+/// answers it as well as the finished row.
 pub fn pending_completion(rec: &WorkflowRecord) -> bool {
     if rec.status["artifactGC"]["completion"] == json!("done") {
         return false;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use weft_engine::model::Phase;
-use weft_engine::runtime::{Engine, StateStore, stored_status};
+use weft_engine::runtime::{Engine, StateStore, Update, stored_status};
 use weft_store::Store;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -74,9 +74,7 @@ pub async fn watch(
         // second — and at once when that update ends the workflow.
         let update = tokio::time::timeout(Duration::from_secs(1), updates.recv()).await;
         if let Ok(Ok(u)) = update
-            && u.namespace == ns
-            && u.name == name
-            && u.phase.is_done()
+            && ends(&u, ns, name)
         {
             continue;
         }
@@ -87,6 +85,11 @@ pub async fn watch(
         }))
         .await;
     }
+}
+
+/// Whether the engine's update `u` is workflow `ns/name` reaching its final phase.
+fn ends(u: &Update, ns: &str, name: &str) -> bool {
+    u.namespace == ns && u.name == name && u.phase.is_done()
 }
 
 /// The current phase: the engine's, or the store's once it is done. O(1).
@@ -116,7 +119,7 @@ async fn wait_quietly(engine: &Engine, store: &Store, ns: &str, name: &str) -> R
             }
         }
         check = match tokio::time::timeout(Duration::from_secs(1), updates.recv()).await {
-            Ok(Ok(u)) if u.namespace == ns && u.name == name && u.phase.is_done() => {
+            Ok(Ok(u)) if ends(&u, ns, name) => {
                 return Ok(u.phase);
             }
             Ok(Ok(_)) => false,
