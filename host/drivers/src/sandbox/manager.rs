@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use weft_engine::runtime::{EventNotifier, LogLine, LogSink, LogStream};
 
 use super::layers;
-use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, SandboxChild, SpawnRequest, Spawner};
+use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, SandboxChild, SpawnRequest, Spawner, skeleton_mode};
 
 /// `outputs.result` keeps the last 256 KiB of stdout.
 pub const STDOUT_TAIL_BYTES: usize = 256 * 1024;
@@ -137,11 +137,17 @@ impl ProcessManager {
         logs: Arc<dyn LogSink>,
         notifier: Arc<dyn EventNotifier>,
     ) -> ProcessManager {
+        let pool = Arc::new(super::pool::RootPool::new(&work_dir));
+        let spawner = Spawner::start(&work_dir, !keep_dirs);
+        if !keep_dirs {
+            // the roots the first steps will take (a W3 run uses four)
+            spawner.warm(pool.next(4));
+        }
         ProcessManager {
-            pool: Arc::new(super::pool::RootPool::new(&work_dir)),
+            pool,
             work_dir,
             keep_dirs,
-            spawner: Spawner::start(),
+            spawner,
             logs,
             notifier,
             table: Mutex::new(HashMap::new()),
@@ -513,8 +519,11 @@ pub fn prepare_root(root: &Path, files: &[FileSpec], working_dir: &str) -> std::
     std::fs::create_dir_all(root)?;
     for d in ROOT_DIRS {
         std::fs::create_dir_all(root.join(d))?;
+        let mode = skeleton_mode(d);
+        if mode != 0o755 {
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(mode))?;
+        }
     }
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     for (link, target) in ROOT_SYMLINKS {
         let l = root.join(link);
         if l.symlink_metadata().is_err() {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS};
+use super::spawn::{ROOT_DIRS, ROOT_SYMLINKS, skeleton_mode};
 
 /// Most directories kept for reuse.
 const CAPACITY: usize = 256;
@@ -61,6 +61,13 @@ impl RootPool {
         }
     }
 
+    /// The step roots of the (at most) `n` entries [`RootPool::take`] hands
+    /// out next.
+    pub fn next(&self, n: usize) -> Vec<PathBuf> {
+        let free = self.free.lock().unwrap();
+        free.iter().rev().take(n).map(|e| e.join("root")).collect()
+    }
+
     /// Entries ready for reuse.
     pub fn len(&self) -> usize {
         self.free.lock().unwrap().len()
@@ -87,7 +94,8 @@ impl RootPool {
                 return false;
             }
             if std::fs::rename(&entry, step_dir).is_ok() {
-                return true;
+                // a skeleton kept by an older weft lacks `run/shm`
+                return complete_skeleton(&step_dir.join("root"));
             }
             // gone (another process took it): try the next one
         }
@@ -119,6 +127,17 @@ impl RootPool {
             let _ = std::fs::remove_dir(parent);
         }
     }
+}
+
+/// Add the skeleton directories that `root` lacks, as `run/shm`, which
+/// skeletons kept before it was one of them lack; false if that fails.
+fn complete_skeleton(root: &Path) -> bool {
+    const ADDED: &str = "run/shm";
+    let dir = root.join(ADDED);
+    dir.is_dir()
+        || std::fs::create_dir_all(&dir).is_ok()
+            && std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(skeleton_mode(ADDED)))
+                .is_ok()
 }
 
 /// Empty `step_dir` down to a fresh skeleton; false if it cannot be proved
@@ -208,7 +227,12 @@ fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
                 && c.file_name().to_str().is_some_and(|n| nested.contains(&n));
             if keep {
                 empty(&c.path())?;
-                set_mode(&c.path(), &c.path().symlink_metadata()?, 0o755)?;
+                let rel = format!("{name}/{}", c.file_name().to_string_lossy());
+                set_mode(
+                    &c.path(),
+                    &c.path().symlink_metadata()?,
+                    skeleton_mode(&rel),
+                )?;
             } else {
                 remove(&c.path())?;
             }
@@ -218,8 +242,7 @@ fn clean_inner(step_dir: &Path) -> std::io::Result<bool> {
                 return Ok(false);
             }
         }
-        let mode = if name == "tmp" { 0o1777 } else { 0o755 };
-        set_mode(&p, &meta, mode)?;
+        set_mode(&p, &meta, skeleton_mode(name))?;
     }
     // a link the step deleted is made again
     if links < ROOT_SYMLINKS.len() {
@@ -298,6 +321,10 @@ mod tests {
         std::fs::remove_file(root.join("bin")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("bin")).unwrap();
         std::fs::write(step.join("main.log"), "log").unwrap();
+        // `/dev/shm` leads to `run/shm`
+        std::fs::write(root.join("run/shm/sem.x"), "x").unwrap();
+        std::fs::set_permissions(root.join("run/shm"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
 
         pool.give(&step);
         assert!(!step.exists());
@@ -316,6 +343,21 @@ mod tests {
         // a new pool (another process) finds what this one left
         pool.give(&next);
         assert_eq!(RootPool::new(work.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_skeleton_kept_by_an_older_weft_gets_what_it_lacks() {
+        let work = tempfile::tempdir().unwrap();
+        let entry = work.path().join(".pool/old-1");
+        prepare_root(&entry.join("root"), &[], "/").unwrap();
+        std::fs::remove_dir(entry.join("root/run/shm")).unwrap();
+        let pool = RootPool::new(work.path());
+        assert_eq!(pool.next(4), vec![entry.join("root")]);
+        let step = work.path().join("wf/a-0");
+        assert!(pool.take(&step));
+        let shm = step.join("root/run/shm").symlink_metadata().unwrap();
+        assert!(shm.is_dir());
+        assert_eq!(shm.mode() & 0o7777, 0o1777);
     }
 
     #[test]

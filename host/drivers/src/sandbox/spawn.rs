@@ -40,9 +40,21 @@ pub const ROOT_DIRS: &[&str] = &[
     "root",
     "mnt",
     "run",
+    // `/dev/shm` leads here (the shared `/dev` is read-only: `shared_ns`)
+    "run/shm",
     "var/tmp",
     ".weft/bin",
 ];
+
+/// The mode of a skeleton directory ([`ROOT_DIRS`]): world-writable and
+/// sticky where programs expect to make files of their own.
+pub fn skeleton_mode(dir: &str) -> u32 {
+    if matches!(dir, "tmp" | "run/shm") {
+        0o1777
+    } else {
+        0o755
+    }
+}
 
 /// What to run, with paths already resolved on the host.
 #[derive(Debug, Clone)]
@@ -86,15 +98,19 @@ struct Fallback {
 }
 
 /// A device node of the step's `/dev`.
-struct DevNode {
-    dst: CString,
-    host: CString,
-    mode: libc::mode_t,
-    rdev: libc::dev_t,
+pub(super) struct DevNode {
+    pub(super) dst: CString,
+    pub(super) host: CString,
+    pub(super) mode: libc::mode_t,
+    pub(super) rdev: libc::dev_t,
 }
 
 /// All state the child needs, allocated before fork.
 struct Prepared {
+    /// The root is already mounted in this thread's shared namespace
+    /// ([`super::shared_ns`]): the child
+    /// makes no mounts, only its own IPC and UTS namespaces.
+    shared: bool,
     user_ns: Option<(CString, CString, CString, CString, CString, CString)>,
     mounts: Vec<Mount>,
     dev_nodes: Vec<DevNode>,
@@ -104,11 +120,11 @@ struct Prepared {
     hostname: CString,
 }
 
-fn cstr(p: impl AsRef<[u8]>) -> io::Result<CString> {
+pub(super) fn cstr(p: impl AsRef<[u8]>) -> io::Result<CString> {
     CString::new(p.as_ref().to_vec()).map_err(|_| io::Error::other("path contains NUL"))
 }
 
-fn path_c(p: &Path) -> io::Result<CString> {
+pub(super) fn path_c(p: &Path) -> io::Result<CString> {
     use std::os::unix::ffi::OsStrExt;
     cstr(p.as_os_str().as_bytes())
 }
@@ -117,13 +133,13 @@ fn path_c(p: &Path) -> io::Result<CString> {
 /// directories bound read-only (with their locked mount flags), the device
 /// nodes (mode and device number) and `/proc`'s flags. (It was a dozen
 /// `stat`/`statfs` calls per spawn, on the one spawner thread.)
-struct HostView {
-    ro_binds: Vec<(&'static str, libc::c_ulong)>,
-    devices: Vec<(&'static str, libc::mode_t, libc::dev_t)>,
-    proc_flags: libc::c_ulong,
+pub(super) struct HostView {
+    pub(super) ro_binds: Vec<(&'static str, libc::c_ulong)>,
+    pub(super) devices: Vec<(&'static str, libc::mode_t, libc::dev_t)>,
+    pub(super) proc_flags: libc::c_ulong,
 }
 
-fn host_view() -> &'static HostView {
+pub(super) fn host_view() -> &'static HostView {
     static VIEW: std::sync::OnceLock<HostView> = std::sync::OnceLock::new();
     VIEW.get_or_init(|| {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -171,7 +187,21 @@ fn locked_flags(path: &Path) -> libc::c_ulong {
     f
 }
 
-fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
+fn prepare(req: &SpawnRequest, shared: bool) -> io::Result<Prepared> {
+    let mut hostname = req.hostname.clone();
+    hostname.truncate(63);
+    if shared {
+        return Ok(Prepared {
+            shared,
+            user_ns: None,
+            mounts: Vec::new(),
+            dev_nodes: Vec::new(),
+            dev_links: Vec::new(),
+            root: path_c(&req.root)?,
+            workdir: cstr(&req.working_dir)?,
+            hostname: cstr(hostname)?,
+        });
+    }
     // SAFETY: trivial getters.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let user_ns = if uid != 0 {
@@ -285,9 +315,8 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
             });
         }
     }
-    let mut hostname = req.hostname.clone();
-    hostname.truncate(63);
     Ok(Prepared {
+        shared,
         user_ns,
         mounts,
         dev_nodes,
@@ -299,7 +328,7 @@ fn prepare(req: &SpawnRequest) -> io::Result<Prepared> {
 }
 
 /// A failed stage of the child's set-up: what, and errno.
-type Failure = (&'static [u8], i32);
+pub(super) type Failure = (&'static [u8], i32);
 
 /// The failed stage with the current errno (no allocation: runs in the child).
 fn fail(what: &'static [u8]) -> Failure {
@@ -389,7 +418,7 @@ fn copy_files(files: &[(CString, CString)], marker: &CString) -> Result<(), Fail
 /// Put the device `n` into the fresh `/dev`: `mknod` with the host node's
 /// mode (as root), else the host node bound onto an empty file. Runs in the
 /// child: raw syscalls only.
-fn make_device(n: &DevNode, in_user_ns: bool) -> Result<(), Failure> {
+pub(super) fn make_device(n: &DevNode, in_user_ns: bool) -> Result<(), Failure> {
     // SAFETY: C strings prepared before fork; plain syscalls.
     unsafe {
         if !in_user_ns && libc::mknod(n.dst.as_ptr(), n.mode, n.rdev) == 0 {
@@ -422,6 +451,20 @@ fn make_device(n: &DevNode, in_user_ns: bool) -> Result<(), Failure> {
 
 /// Runs in the child between fork and exec: raw syscalls only, no allocation.
 fn child_setup(p: &Prepared) -> Result<(), Failure> {
+    if p.shared {
+        // SAFETY: a plain syscall.
+        if unsafe { libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
+            return Err(fail(b"unshare the IPC and UTS namespaces"));
+        }
+    } else {
+        child_mounts(p)?;
+    }
+    child_enter(p)
+}
+
+/// The child's own mount namespace and its mounts (no shared namespace).
+/// Raw syscalls only.
+fn child_mounts(p: &Prepared) -> Result<(), Failure> {
     // SAFETY (whole function): only async-signal-safe libc calls on pointers
     // prepared before fork.
     unsafe {
@@ -494,6 +537,16 @@ fn child_setup(p: &Prepared) -> Result<(), Failure> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Hostname, root, working directory, and no privileges: the last steps
+/// before exec. Raw syscalls only.
+fn child_enter(p: &Prepared) -> Result<(), Failure> {
+    // SAFETY (whole function): only async-signal-safe libc calls on pointers
+    // prepared before fork.
+    unsafe {
         let h = p.hostname.as_bytes();
         libc::sethostname(h.as_ptr().cast(), h.len());
         if libc::chroot(p.root.as_ptr()) != 0 {
@@ -928,7 +981,9 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
             DEVNULL.get_or_init(|| fd.into())
         }
     };
-    let prepared = prepare(req).map_err(|e| format!("sandbox could not be set up: {e}"))?;
+    // Layers are overlays mounted per step: those steps make their own namespace.
+    let shared = req.layers.is_none() && super::shared_ns::ready(&req.root);
+    let prepared = prepare(req, shared).map_err(|e| format!("sandbox could not be set up: {e}"))?;
     let mut exec =
         ExecPlan::new(req).map_err(|e| format!("could not start `{}`: {e}", req.argv[0]))?;
     // One stack per spawning thread, reused: `CLONE_VFORK` returns only once
@@ -1005,7 +1060,7 @@ pub fn spawn_sandboxed(req: &SpawnRequest) -> Result<Spawned, String> {
     if n == 0 {
         // Not with layers: `layers::finish` edits the overlay's upper
         // directories, which needs the overlay unmounted (its namespace gone).
-        if req.layers.is_none() {
+        if req.layers.is_none() && !shared {
             child.mount_ns = hold_mount_ns(pid);
         }
         return Ok(Spawned { child });
@@ -1036,7 +1091,11 @@ pub fn spawn_bare(argv: &[String]) -> io::Result<Child> {
         .spawn()
 }
 
-type Job = (SpawnRequest, oneshot::Sender<Result<Spawned, String>>);
+enum Job {
+    Spawn(SpawnRequest, oneshot::Sender<Result<Spawned, String>>),
+    /// Mount these step roots in the shared namespace ahead of their steps.
+    Warm(Vec<PathBuf>),
+}
 
 /// A dedicated, long-lived thread that forks every step process, so that
 /// `PR_SET_PDEATHSIG` ties steps to the engine process rather than to a
@@ -1047,25 +1106,47 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    /// Start the spawner thread.
-    pub fn start() -> Spawner {
+    /// Start the spawner thread. With `shared`, as root, it moves into a
+    /// mount namespace of its own where the roots under `work_dir` keep their
+    /// mounts between steps ([`super::shared_ns`]); only for recycled roots
+    /// (kept step directories would pile their mounts up there).
+    pub fn start(work_dir: &Path, shared: bool) -> Spawner {
         let (tx, rx) = mpsc::channel::<Job>();
+        let work_dir = work_dir.to_path_buf();
         std::thread::Builder::new()
             .name("weft-spawner".into())
             .spawn(move || {
-                for (req, reply) in rx {
-                    let _ = reply.send(spawn_sandboxed(&req));
+                if shared {
+                    super::shared_ns::install(&work_dir);
+                }
+                for job in rx {
+                    match job {
+                        Job::Spawn(req, reply) => {
+                            let _ = reply.send(spawn_sandboxed(&req));
+                        }
+                        Job::Warm(roots) => {
+                            for root in roots {
+                                super::shared_ns::ready(&root);
+                            }
+                        }
+                    }
                 }
             })
             .expect("start the spawner thread");
         Spawner { tx }
     }
 
+    /// Mount `roots` (recycled step roots the next steps will take) before
+    /// any step asks for them, while the engine is still starting.
+    pub fn warm(&self, roots: Vec<PathBuf>) {
+        let _ = self.tx.send(Job::Warm(roots));
+    }
+
     /// Spawn on the spawner thread.
     pub async fn spawn(&self, req: SpawnRequest) -> Result<Spawned, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((req, reply))
+            .send(Job::Spawn(req, reply))
             .map_err(|_| "the spawner thread is gone".to_string())?;
         rx.await
             .map_err(|_| "the spawner thread is gone".to_string())?

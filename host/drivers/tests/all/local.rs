@@ -195,7 +195,8 @@ async fn sandbox_dev_has_working_devices() {
              head -c 5 /dev/zero | od -An -tx1 | tr -d ' '; \
              head -c 16 /dev/urandom | wc -c; \
              echo x > /dev/full 2>/dev/null || echo full-refuses; \
-             touch /dev/mine && ls /dev/shm >/dev/null && echo dev-writable"]}}),
+             echo s > /dev/shm/mine && [ -s /dev/shm/mine ] && echo shm-writable; \
+             touch /dev/mine 2>/dev/null; echo done"]}}),
     );
     let o = run(&h, &req).await;
     assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
@@ -211,11 +212,66 @@ async fn sandbox_dev_has_working_devices() {
         "0000000000",
         "16",
         "full-refuses",
-        "dev-writable",
+        "shm-writable",
     ] {
         assert!(r.lines().any(|l| l.trim() == line), "{line} missing: {r}");
     }
     assert!(!std::path::Path::new("/dev/mine").exists());
+    assert!(!std::path::Path::new("/dev/shm/mine").exists());
+}
+
+/// The next step in a recycled root finds none of the last one's files (its
+/// `/dev/shm` included), and the roots' mounts never show on the host (as
+/// root they live in the spawner thread's own mount namespace).
+#[tokio::test]
+async fn a_recycled_root_keeps_nothing_of_its_last_step_and_no_mount_reaches_the_host() {
+    let h = harness().await;
+    let write = request(
+        "writer",
+        "local",
+        json!({"container": {"image": "alpine", "command": ["sh", "-c",
+            "echo s > /dev/shm/secret && echo s > /tmp/secret && echo s > /secret && stat -c %i /"]}}),
+    );
+    let o = run(&h, &write).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    let writer_root = o.result.unwrap();
+    // the root goes back to the pool on a blocking thread
+    let pool = h._dir.path().join("work/.pool");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&pool).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the root never came back to the pool"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let read = request(
+        "reader",
+        "local",
+        json!({"container": {"image": "alpine", "command": ["sh", "-c",
+            "stat -c %i /; ls -A /dev/shm /tmp; ls / | grep -c secret; touch /usr/x 2>/dev/null || echo usr-ro; echo s > /dev/shm/x && echo shm-ok"]}}),
+    );
+    let o = run(&h, &read).await;
+    assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
+    let r = o.result.unwrap();
+    assert_eq!(
+        r.lines().next(),
+        Some(writer_root.as_str()),
+        "the reader runs in the writer's recycled root: {r}"
+    );
+    assert!(
+        !r.contains("secret"),
+        "a file of the last step is visible: {r}"
+    );
+    for line in ["0", "usr-ro", "shm-ok"] {
+        assert!(r.lines().any(|l| l.trim() == line), "{line} missing: {r}");
+    }
+    let work = h._dir.path().join("work");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&*work.to_string_lossy()),
+        "a step root's mount shows on the host: {mounts}"
+    );
 }
 
 #[tokio::test]
