@@ -233,11 +233,17 @@ async fn sandbox_dev_has_working_devices() {
 #[tokio::test]
 async fn a_recycled_root_keeps_nothing_of_its_last_step_and_no_mount_reaches_the_host() {
     let h = harness().await;
-    let write = request(
+    // an `alpine` step running `script` with `sh -c`
+    let sh = |node: &str, script: &str| {
+        request(
+            node,
+            "local",
+            json!({"container": {"image": "alpine", "command": ["sh", "-c", script]}}),
+        )
+    };
+    let write = sh(
         "writer",
-        "local",
-        json!({"container": {"image": "alpine", "command": ["sh", "-c",
-            "echo s > /dev/shm/secret && echo s > /tmp/secret && echo s > /secret && stat -c %i /"]}}),
+        "echo s > /dev/shm/secret && echo s > /tmp/secret && echo s > /secret && stat -c %i /",
     );
     let o = run(&h, &write).await;
     assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
@@ -252,11 +258,10 @@ async fn a_recycled_root_keeps_nothing_of_its_last_step_and_no_mount_reaches_the
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let read = request(
+    let read = sh(
         "reader",
-        "local",
-        json!({"container": {"image": "alpine", "command": ["sh", "-c",
-            "stat -c %i /; ls -A /dev/shm /tmp; ls / | grep -c secret; touch /usr/x 2>/dev/null || echo usr-ro; echo s > /dev/shm/x && echo shm-ok"]}}),
+        "stat -c %i /; ls -A /dev/shm /tmp; ls / | grep -c secret; \
+         touch /usr/x 2>/dev/null || echo usr-ro; echo s > /dev/shm/x && echo shm-ok",
     );
     let o = run(&h, &read).await;
     assert_eq!(o.phase, OutcomePhase::Succeeded, "{o:?}");
