@@ -605,8 +605,8 @@ fn child_enter(p: &Prepared) -> Result<(), Failure> {
         {
             return Err(fail(b"set PR_SET_PDEATHSIG"));
         }
-        // Drop every capability: bounding set (unless this thread's already
-        // is empty: see `drop_bounding_set`), then effective/permitted/inheritable, ambient.
+        // Drop every capability: bounding set (unless inherited empty from the
+        // spawner thread: `BOUNDING_EMPTY`), then effective/permitted/inheritable, ambient.
         if !p.bounding_empty {
             drop_bounding_set();
         }
