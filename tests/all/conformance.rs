@@ -53,6 +53,22 @@ const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
+/// Files random by design whose (Argo-verified) expected phase is Succeeded,
+/// with the attempts they make: `retry-container.yaml` fails each attempt with
+/// p = 2/3 and retries 10 times, so all 11 attempts fail in 1.2 % of runs (one
+/// CI run here hit it). Failing then is Argo's behaviour too, so a Failed run
+/// passes only when it made every attempt, each of them Failed.
+const EXHAUSTIBLE: &[(&str, usize)] = &[("examples/retry-container.yaml", 11)];
+
+/// `file` Failed after every attempt it may make failed ([`EXHAUSTIBLE`]).
+fn exhausted(file: &str, got: Phase, nodes: &[weft_engine::runtime::NodeRecord]) -> bool {
+    let Some((_, attempts)) = EXHAUSTIBLE.iter().find(|(f, _)| *f == file) else {
+        return false;
+    };
+    let pods: Vec<_> = nodes.iter().filter(|n| n.data["type"] == "Pod").collect();
+    got == Phase::Failed && pods.len() == *attempts && pods.iter().all(|n| n.phase == "Failed")
+}
+
 fn corpus() -> Option<PathBuf> {
     let p = repo().join("../shared/conformance/argo");
     p.join("manifest.json").exists().then_some(p)
@@ -274,7 +290,7 @@ fn conformance(classes: &[&str], repository: Option<RepositoryOptions>, store_ur
                 running.engine.wait("default", name),
             )
             .await;
-            let (rec, _) = app
+            let (rec, nodes) = app
                 .store
                 .load_workflow("default", name)
                 .await
@@ -297,14 +313,20 @@ fn conformance(classes: &[&str], repository: Option<RepositoryOptions>, store_ur
                     continue;
                 }
             };
+            let all_failed = exhausted(file, got, &nodes);
             let ok = match expected.as_deref() {
-                Some(exp) => got.as_str() == exp,
+                Some(exp) => got.as_str() == exp || all_failed,
                 None => matches!(got, Phase::Succeeded | Phase::Failed),
             };
             let detail = format!(
-                "{got} (expected {}){}",
+                "{got} (expected {}){}{}",
                 expected.as_deref().unwrap_or("a final phase"),
-                rec.message.map(|m| format!(": {m}")).unwrap_or_default()
+                rec.message.map(|m| format!(": {m}")).unwrap_or_default(),
+                if all_failed {
+                    " — every attempt failed, as it does by chance in 1.2 % of runs"
+                } else {
+                    ""
+                }
             );
             let prev = results.get(file).map(|r| r.0).unwrap_or(true);
             results.insert(file.clone(), (ok && prev, detail));
